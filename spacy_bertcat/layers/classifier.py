@@ -1,0 +1,147 @@
+"""The thinc layer: ``Model[List[Doc], Floats2d]`` from documents to document logits.
+
+forward: tokenize each document once (whole) -> plan windows with the chunking
+strategy -> length-sorted, budgeted batches -> the shim's torch model -> logits.
+init: load the pretrained model and tokenizer by name (the only place that may touch
+the network) and size the head from the labels.
+"""
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from spacy.tokens import Doc
+from thinc.api import Model, torch2xp, xp2torch
+from thinc.types import Floats2d
+
+from ..errors import Errors, Warnings
+from .chunking import Chunker, DocWindows
+from .batching import make_batches
+from .hf_loading import load_pretrained_config, load_pretrained_model, load_tokenizer
+from .shim import BertCatShim
+from .torch_model import WindowClassifier
+
+# The max_length of a model whose tokenizer states none (transformers' sentinel).
+_NO_LIMIT = 10**6
+
+
+@dataclass
+class TruncationStats:
+    """Documents seen, and those whose text the chunking did not read whole. Not
+    serialized (thinc skips attrs that msgpack cannot encode)."""
+
+    n_docs: int = 0
+    n_truncated: int = 0
+    last_batch: List[bool] = field(default_factory=list)
+
+    def record(self, plans: List[DocWindows]) -> None:
+        self.last_batch = [plan.truncated for plan in plans]
+        self.n_docs += len(plans)
+        self.n_truncated += sum(self.last_batch)
+
+
+def BertClassifierModel(
+    name: str,
+    *,
+    chunking: Chunker,
+    max_length: int,
+    max_batch_wordpieces: int,
+    tokenizer_name: Optional[str],
+    tokenizer_config: Dict[str, Any],
+    dropout: Dict[str, Optional[float]],
+    shim_cfg: Dict[str, Any],
+    nO: Optional[int] = None,
+) -> Model[List[Doc], Floats2d]:
+    """Build the classifier layer; weights are loaded by `initialize`."""
+    return Model(
+        "bertcat_classifier",
+        forward,
+        init=init,
+        shims=[BertCatShim(shim_cfg)],
+        dims={"nO": nO},
+        attrs={
+            "name": name,
+            "tokenizer_name": tokenizer_name,
+            "tokenizer_config": dict(tokenizer_config),
+            "dropout": dict(dropout),
+            "max_length": max_length,
+            "max_batch_wordpieces": max_batch_wordpieces,
+            "window": None,  # wordpieces of text per window, set at initialize
+            "labels": [],  # set by the pipe before initialize, for id2label
+            "chunking": chunking,
+            "truncation": TruncationStats(),
+        },
+    )
+
+
+def get_shim(model: Model) -> BertCatShim:
+    """RETURNS (BertCatShim): The shim of a bertcat classifier model."""
+    for node in model.walk():
+        for shim in node.shims:
+            if isinstance(shim, BertCatShim):
+                return shim
+    raise ValueError(f"Model '{model.name}' holds no bertcat classifier.")
+
+
+def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[Floats2d, Callable]:
+    shim: BertCatShim = model.shims[0]
+    if shim.model is None:
+        raise ValueError(Errors.BC017.format(name=model.attrs["name"]))
+    if not docs:
+        return model.ops.alloc2f(0, model.get_dim("nO")), lambda d_logits: []
+    doc_ids = shim.tokenizer.encode([doc.text for doc in docs])  # type: ignore[union-attr]
+    chunking: Chunker = model.attrs["chunking"]
+    plans = chunking([len(ids) for ids in doc_ids], model.attrs["window"], is_train=is_train)
+    model.attrs["truncation"].record(plans)
+    batches, counts = make_batches(
+        doc_ids, plans, shim.tokenizer, model.attrs["max_batch_wordpieces"], shim.device
+    )
+    if not is_train:
+        return torch2xp(shim.predict(batches, counts)), lambda d_logits: []
+    logits, backprop_torch = shim.begin_update(batches, counts)
+
+    def backprop(d_logits: Floats2d) -> List[Doc]:
+        backprop_torch(xp2torch(d_logits, device=shim.device))
+        return []
+
+    return torch2xp(logits.detach()), backprop
+
+
+def init(model: Model, X: Optional[List[Doc]] = None, Y: Optional[Floats2d] = None) -> None:
+    shim: BertCatShim = model.shims[0]
+    if Y is not None:
+        model.set_dim("nO", Y.shape[1], force=True)
+    n_labels = model.get_dim("nO")
+    labels = list(model.attrs["labels"]) or [f"LABEL_{i}" for i in range(n_labels)]
+    name = model.attrs["name"]
+    config = load_pretrained_config(name, labels, model.attrs["dropout"])
+    hf_model = load_pretrained_model(name, config, shim.cfg["attn_implementation"])
+    tokenizer_name = model.attrs["tokenizer_name"] or name
+    tokenizer, tokenizer_limit = load_tokenizer(
+        tokenizer_name, model.attrs["tokenizer_config"], config.pad_token_id
+    )
+    n_embed = hf_model.get_input_embeddings().num_embeddings
+    if tokenizer.vocab_size > n_embed:
+        raise ValueError(
+            Errors.BC016.format(
+                tokenizer=tokenizer_name, n_vocab=tokenizer.vocab_size, model=name, n_embed=n_embed
+            )
+        )
+    max_length = resolve_max_length(model.attrs["max_length"], config, tokenizer_limit)
+    window = max_length - tokenizer.n_special
+    model.attrs["chunking"].validate(window)
+    model.attrs["window"] = window
+    shim.set_model(WindowClassifier(hf_model, model.attrs["chunking"].aggregation), tokenizer)
+
+
+def resolve_max_length(requested: int, config: Any, tokenizer_limit: Optional[int]) -> int:
+    """Cap max_length at the model's limit (position embeddings, tokenizer's max)."""
+    import warnings
+
+    limit = getattr(config, "max_position_embeddings", None) or _NO_LIMIT
+    if "roberta" in config.model_type or config.model_type == "camembert":
+        limit -= (config.pad_token_id or 0) + 1  # positions start after the pad id
+    if tokenizer_limit is not None and tokenizer_limit < _NO_LIMIT:
+        limit = min(limit, tokenizer_limit)
+    if requested > limit:
+        warnings.warn(Warnings.BCW002.format(requested=requested, limit=limit))
+        return limit
+    return requested

@@ -1,0 +1,170 @@
+"""The torch shim: runs the WindowClassifier for thinc, steps its optimizer, and
+serializes it.
+
+Public surface: ``model`` (the WindowClassifier), ``hf_model``, ``tokenizer``,
+``predict`` / ``begin_update`` on window batches, ``finish_update(optimizer)``,
+``set_trainable_top_layers`` and ``to_bytes`` / ``from_bytes``.
+
+Gradient accumulation: backprop receives the gradient of a *mean* over the
+documents of its batch and accumulates the gradient of their *sum*; the optimizer
+step divides by all documents since the last step. So spaCy's
+``accumulate_gradient`` (whose sub-batches can differ in size) gives exactly the
+gradient of the whole batch, as one pass would.
+"""
+import json
+import warnings
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import srsly
+import torch
+from thinc.api import Optimizer, PyTorchShim, get_torch_default_device
+
+from ..errors import Errors, Warnings
+from ..training.freezing import apply_freezing
+from ..training.optim import LossScale, OptimizerStep, StepResult
+from ..training.param_groups import param_groups
+from .batching import WindowBatch
+from .hf_loading import model_from_config
+from .tokenizer import WordpieceTokenizer
+from .torch_model import WindowClassifier
+
+FORMAT_VERSION = 1
+AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class BertCatShim(PyTorchShim):
+    """Holds the torch model, its tokenizer and its training state.
+
+    cfg (Dict[str, Any]): The model settings (freezing, learning-rate scales, mixed
+        precision, attention implementation) from the architecture's config.
+    """
+
+    def __init__(self, cfg: Dict[str, Any]) -> None:
+        if cfg["amp_dtype"] not in AMP_DTYPES:
+            raise ValueError(Errors.BC019.format(value=cfg["amp_dtype"]))
+        super().__init__(None, config=cfg, mixed_precision=False)
+        self.tokenizer: Optional[WordpieceTokenizer] = None
+        self.trainable_top: Optional[int] = None
+        self.loss_scale = LossScale(False)
+        self.last_step: Optional[StepResult] = None
+        self.n_steps = 0
+        self.n_skipped = 0
+        self._step: Optional[OptimizerStep] = None
+        self._accumulated = 0
+
+    @property
+    def model(self) -> Optional[WindowClassifier]:
+        return self._model
+
+    @property
+    def hf_model(self) -> Any:
+        return self._model.hf_model if self._model is not None else None
+
+    @property
+    def amp_enabled(self) -> bool:
+        return bool(self.cfg["mixed_precision"]) and self.device.type == "cuda"
+
+    def set_model(self, model: WindowClassifier, tokenizer: WordpieceTokenizer) -> None:
+        """Install a model and tokenizer: move to the device, apply freezing."""
+        self._model = model.to(get_torch_default_device())
+        self.tokenizer = tokenizer
+        self._step = None
+        self._accumulated = 0
+        if self.cfg["mixed_precision"] and self.device.type != "cuda":
+            warnings.warn(Warnings.BCW004)
+        fp16 = self.amp_enabled and self.cfg["amp_dtype"] == "float16"
+        self.loss_scale = LossScale(fp16)
+        self.apply_freezing()
+
+    def apply_freezing(self) -> None:
+        apply_freezing(
+            self._model,
+            freeze_embeddings=self.cfg["freeze_embeddings"],
+            freeze_layers=self.cfg["freeze_layers"],
+            trainable_top=self.trainable_top,
+        )
+
+    def set_trainable_top_layers(self, n: Optional[int]) -> None:
+        """Train only the head and the top n encoder layers (None: no limit)."""
+        if n != self.trainable_top:
+            self.trainable_top = n
+            self.apply_freezing()
+
+    def _autocast(self):
+        dtype = AMP_DTYPES[self.cfg["amp_dtype"]]
+        return torch.autocast("cuda", dtype=dtype, enabled=self.amp_enabled)
+
+    def predict(self, batches: List[WindowBatch], counts: List[int]) -> torch.Tensor:
+        """RETURNS (torch.Tensor): Document logits, without autograd."""
+        self._model.eval()
+        with torch.inference_mode(), self._autocast():
+            return self._model(batches, counts)
+
+    def begin_update(
+        self, batches: List[WindowBatch], counts: List[int]
+    ) -> Tuple[torch.Tensor, Callable[[torch.Tensor], None]]:
+        """RETURNS (Tuple[torch.Tensor, Callable]): Document logits, and a callback
+        taking the gradient of the mean loss over these documents."""
+        self._model.train()
+        with self._autocast():
+            logits = self._model(batches, counts, recompute=len(batches) > 1)
+        n_docs = len(counts)
+
+        def backprop(d_logits: torch.Tensor) -> None:
+            scale = n_docs * self.loss_scale.value
+            torch.autograd.backward(logits, grad_tensors=d_logits.to(logits.dtype) * scale)
+            self._accumulated += n_docs
+
+        return logits, backprop
+
+    def finish_update(self, optimizer: Optimizer) -> None:
+        """Take one optimizer step over the gradients accumulated since the last."""
+        if self._model is None or self._accumulated == 0:
+            return
+        if self._step is None:
+            groups = param_groups(
+                self._model, self.cfg["head_lr_scale"], self.cfg["layer_lr_decay"]
+            )
+            self._step = OptimizerStep(groups, self.id)
+        divisor = self._accumulated * self.loss_scale.value
+        self.last_step = self._step(optimizer, grad_divisor=divisor)
+        self.loss_scale.update(found_inf=self.last_step.skipped)
+        self._accumulated = 0
+        self.n_steps += 1
+        self.n_skipped += int(self.last_step.skipped)
+
+    def to_bytes(self) -> bytes:
+        if self._model is None:
+            return srsly.msgpack_dumps({"format": FORMAT_VERSION, "empty": True})
+        import safetensors.torch
+        import transformers
+
+        state = {k: v.detach().contiguous() for k, v in self._model.state_dict().items()}
+        return srsly.msgpack_dumps(
+            {
+                "format": FORMAT_VERSION,
+                "hf_config": self.hf_model.config.to_json_string(use_diff=False),
+                "aggregation": self._model.aggregation_name,
+                "tokenizer": self.tokenizer.to_bytes(),  # type: ignore[union-attr]
+                "weights": safetensors.torch.save(state),
+                "transformers_version": transformers.__version__,
+            }
+        )
+
+    def from_bytes(self, data: bytes) -> "BertCatShim":
+        import safetensors.torch
+
+        try:
+            msg = srsly.msgpack_loads(data)
+            if msg.get("empty"):
+                return self
+            hf_config = json.loads(msg["hf_config"])
+            tokenizer = WordpieceTokenizer.from_bytes(msg["tokenizer"])
+            weights = safetensors.torch.load(msg["weights"])
+        except Exception as e:  # msgpack, JSON and safetensors all raise their own
+            raise ValueError(Errors.BC012.format(where="", reason=repr(e))) from e
+        hf_model = model_from_config(hf_config, self.cfg["attn_implementation"])
+        model = WindowClassifier(hf_model, msg["aggregation"])
+        model.load_state_dict(weights, strict=True)
+        self.set_model(model, tokenizer)
+        return self

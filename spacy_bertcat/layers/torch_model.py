@@ -1,0 +1,83 @@
+"""The torch module: a Hugging Face sequence classifier run over windows.
+
+``WindowClassifier`` holds an ``AutoModelForSequenceClassification`` (kept as is, so
+its weights are a valid Hugging Face classifier) and the aggregation of window logits
+into document logits. When a training batch needs several window batches, each is
+checkpointed: only one window batch's activations are alive at a time, so memory
+stays bounded for any document length, at the cost of recomputing the forward pass.
+"""
+from typing import List, Optional, Tuple
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .aggregation import build_aggregation
+from .batching import WindowBatch
+
+
+class WindowClassifier(nn.Module):
+    """Classify windows with a HF model and aggregate their logits per document.
+
+    hf_model (PreTrainedModel): A sequence classification model.
+    aggregation (str): "mean", "max" or "attention".
+    """
+
+    def __init__(self, hf_model: nn.Module, aggregation: str) -> None:
+        super().__init__()
+        self.hf_model = hf_model
+        self.aggregation_name = aggregation
+        self.aggregation = build_aggregation(aggregation, hf_model.config.hidden_size)
+
+    def classify_windows(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """RETURNS (Tuple[torch.Tensor, Optional[torch.Tensor]]): The windows' logits
+        and, if the aggregation needs them, their first-token hidden states."""
+        captured: List[torch.Tensor] = []
+        handle = None
+        if self.aggregation.needs_hidden:
+            handle = self.hf_model.base_model.register_forward_hook(
+                lambda module, args, output: captured.append(output[0][:, 0])
+            )
+        try:
+            out = self.hf_model(input_ids=input_ids, attention_mask=attention_mask)
+        finally:
+            if handle is not None:
+                handle.remove()
+        return out.logits, (captured[-1] if captured else None)
+
+    def forward(
+        self, batches: List[WindowBatch], counts: List[int], *, recompute: bool = False
+    ) -> torch.Tensor:
+        """Document logits (docs, labels) in float32.
+
+        batches (List[WindowBatch]): The windows of the documents.
+        counts (List[int]): Windows per document, in document order.
+        recompute (bool): Checkpoint each window batch (training on batches larger
+            than the wordpiece budget).
+        """
+        logits, hidden, rows = [], [], []
+        for batch in batches:
+            if recompute:
+                out = checkpoint(
+                    self.classify_windows,
+                    batch.input_ids,
+                    batch.attention_mask,
+                    use_reentrant=False,
+                )
+            else:
+                out = self.classify_windows(batch.input_ids, batch.attention_mask)
+            logits.append(out[0].float())
+            hidden.append(out[1])
+            rows.append(batch.rows)
+        order = torch.cat(rows)
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(len(order), device=order.device)
+        window_logits = torch.cat(logits)[inverse]
+        window_hidden = None
+        if self.aggregation.needs_hidden:
+            window_hidden = torch.cat(hidden)[inverse].float()  # type: ignore[arg-type]
+        if len(counts) == len(window_logits):  # one window per document
+            return window_logits
+        return self.aggregation(window_logits, window_hidden, counts)

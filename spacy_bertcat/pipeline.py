@@ -1,0 +1,353 @@
+"""The pipeline components: factories ``bertcat`` and ``bertcat_multilabel``.
+
+``BertCat`` is a TrainablePipe whose model maps docs to logits; the pipe applies
+softmax (``bertcat``: scores sum to 1) or sigmoid (``bertcat_multilabel``) and writes
+``doc.cats``. Losses are computed on logits (see loss.py). Labels live in
+``self.cfg`` and are fixed at initialize, when the model's head is sized.
+"""
+import logging
+import warnings
+from itertools import islice
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+
+import numpy
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc
+from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.vocab import Vocab
+from thinc.api import Config, Model, Optimizer
+from thinc.types import Floats2d
+
+from .errors import Errors, Warnings
+from .layers.classifier import get_shim
+from .loss import (
+    ClassWeights,
+    examples_to_truth,
+    resolve_class_weights,
+    sigmoid_binary_cross_entropy,
+    softmax_cross_entropy,
+)
+
+logger = logging.getLogger("spacy.bertcat")
+
+DEFAULT_MODEL_CONFIG = """
+[model]
+@architectures = "spacy-bertcat.BertClassifier.v1"
+name = "bert-base-uncased"
+max_length = 512
+max_batch_wordpieces = 16384
+mixed_precision = false
+amp_dtype = "bfloat16"
+tokenizer_name = null
+attn_implementation = "sdpa"
+freeze_embeddings = false
+freeze_layers = 0
+head_lr_scale = 1.0
+layer_lr_decay = 1.0
+hidden_dropout = null
+attention_dropout = null
+classifier_dropout = null
+
+[model.tokenizer_config]
+
+[model.chunking]
+@misc = "spacy-bertcat.sliding_window.v1"
+stride = null
+aggregation = "mean"
+max_windows = 8
+max_windows_predict = null
+seed = 0
+"""
+DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+SCORE_WEIGHTS = {
+    "cats_score": 1.0,
+    "cats_score_desc": None,
+    "cats_micro_p": None,
+    "cats_micro_r": None,
+    "cats_micro_f": None,
+    "cats_macro_p": None,
+    "cats_macro_r": None,
+    "cats_macro_f": None,
+    "cats_macro_auc": None,
+    "cats_f_per_type": None,
+}
+
+
+@Language.factory(
+    "bertcat",
+    assigns=["doc.cats"],
+    default_config={
+        "model": DEFAULT_MODEL,
+        "threshold": 0.0,
+        "class_weights": None,
+        "scorer": {"@scorers": "spacy.textcat_scorer.v2"},
+    },
+    default_score_weights=SCORE_WEIGHTS,
+)
+def make_bertcat(
+    nlp: Language,
+    name: str,
+    model: Model[List[Doc], Floats2d],
+    threshold: float,
+    class_weights: ClassWeights,
+    scorer: Optional[Callable],
+) -> "BertCat":
+    """A fine-tuned transformer classifier for mutually exclusive classes."""
+    return BertCat(nlp.vocab, model, name, threshold=threshold, class_weights=class_weights, scorer=scorer)
+
+
+@Language.factory(
+    "bertcat_multilabel",
+    assigns=["doc.cats"],
+    default_config={
+        "model": DEFAULT_MODEL,
+        "threshold": 0.5,
+        "class_weights": None,
+        "scorer": {"@scorers": "spacy-bertcat.multilabel_scorer.v1"},
+    },
+    default_score_weights=SCORE_WEIGHTS,
+)
+def make_bertcat_multilabel(
+    nlp: Language,
+    name: str,
+    model: Model[List[Doc], Floats2d],
+    threshold: float,
+    class_weights: ClassWeights,
+    scorer: Optional[Callable],
+) -> "BertCatMultilabel":
+    """A fine-tuned transformer classifier for independent labels."""
+    return BertCatMultilabel(nlp.vocab, model, name, threshold=threshold, class_weights=class_weights, scorer=scorer)
+
+
+class BertCat(TrainablePipe):
+    """Text classification with a fine-tuned Hugging Face model, exclusive classes."""
+
+    exclusive = True
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model[List[Doc], Floats2d],
+        name: str = "bertcat",
+        *,
+        threshold: float,
+        class_weights: ClassWeights = None,
+        scorer: Optional[Callable] = None,
+    ) -> None:
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.scorer = scorer
+        self.cfg: Dict[str, Any] = {
+            "labels": [],
+            "threshold": threshold,
+            "positive_label": None,
+            "class_weights": class_weights,
+            "label_weights": None,  # class_weights resolved per label at initialize
+        }
+        self._warned_truncation = False
+
+    @property
+    def labels(self) -> tuple:
+        return tuple(self.cfg["labels"])
+
+    @property
+    def label_data(self) -> List[str]:
+        return list(self.labels)
+
+    @property
+    def is_initialized(self) -> bool:
+        return get_shim(self.model).model is not None
+
+    def add_label(self, label: str) -> int:
+        if not isinstance(label, str):
+            raise ValueError(Errors.BC024.format(label=label, type=type(label).__name__))
+        if label in self.labels:
+            return 0
+        if self.is_initialized:
+            raise ValueError(Errors.BC010.format(name=self.name, n=len(self.labels), labels=self.labels, label=label))
+        self.cfg["labels"].append(label)
+        self.vocab.strings.add(label)
+        return 1
+
+    def initialize(
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp: Optional[Language] = None,
+        labels: Optional[Iterable[str]] = None,
+        positive_label: Optional[str] = None,
+    ) -> None:
+        """Take the labels from the data (sorted) or from `labels`, check the gold
+        annotations, resolve class weights, and load the pretrained weights."""
+        validate_get_examples(get_examples, f"{type(self).__name__}.initialize")
+        if labels is None:
+            found = {label for eg in get_examples() for label in eg.reference.cats}
+            labels = sorted(found - set(self.labels))
+        for label in labels:
+            self.add_label(label)
+        if self.exclusive and len(self.labels) < 2:
+            raise ValueError(Errors.BC001.format(n=len(self.labels), labels=list(self.labels)))
+        if positive_label is not None and (positive_label not in self.labels or len(self.labels) != 2):
+            raise ValueError(Errors.BC023.format(label=positive_label, labels=list(self.labels)))
+        self.cfg["positive_label"] = positive_label
+        examples = list(get_examples())
+        truth, mask = self._truth(examples)
+        self.cfg["label_weights"] = resolve_class_weights(
+            self.cfg["class_weights"], self.labels, truth, mask, exclusive=self.exclusive, name=self.name
+        )
+        self.model.attrs["labels"] = list(self.labels)
+        sample = [eg.reference for eg in islice(examples, 10)]
+        self.model.initialize(X=sample, Y=self.model.ops.asarray2f(truth[: len(sample)]))
+        self._report_training_truncation([eg.reference for eg in examples])
+
+    def predict(self, docs: Iterable[Doc]) -> Floats2d:
+        """Scores per doc and label. Empty and whitespace-only docs get a defined
+        result without a model call: uniform scores (bertcat), zeros (multilabel)."""
+        docs = list(docs)
+        n_labels = len(self.labels)
+        scores = numpy.full((len(docs), n_labels), self._empty_score(n_labels), dtype="f")
+        rows = [i for i, doc in enumerate(docs) if doc.text.strip()]
+        if rows:
+            logits = self.model.predict([docs[i] for i in rows])
+            scores[rows] = self.model.ops.to_numpy(self._activation(logits))
+            self._warn_truncation(len(rows))
+        return self.model.ops.asarray2f(scores)
+
+    def set_annotations(self, docs: Iterable[Doc], scores: Floats2d) -> None:
+        scores = self.model.ops.to_numpy(scores)
+        for doc, row in zip(docs, scores):
+            for label, score in zip(self.labels, row):
+                doc.cats[label] = float(score)
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optional[Optimizer] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        """Learn from a batch; docs with empty cats are unannotated and skipped.
+        (spaCy's `drop` is not used: dropout rates are model settings.)"""
+        losses = {} if losses is None else losses
+        losses.setdefault(self.name, 0.0)
+        validate_examples(examples, f"{type(self).__name__}.update")
+        examples = list(examples)
+        _, mask = self._truth(examples)
+        examples = [eg for eg, row in zip(examples, mask) if row.any()]
+        if examples:
+            logits, backprop = self.model.begin_update([eg.predicted for eg in examples])
+            loss, d_logits = self.get_loss(examples, logits)
+            backprop(d_logits)
+            losses[self.name] += loss
+        if sgd is not None:
+            self.finish_update(sgd)
+        return losses
+
+    def get_loss(self, examples: Iterable[Example], scores: Floats2d):
+        """The loss and its gradient, for *logits* (what the model outputs).
+
+        RETURNS (Tuple[float, Floats2d]): Mean loss over annotated docs, d(loss)/d(logits).
+        """
+        truth, mask = self._truth(examples)
+        ops = self.model.ops
+        loss_fn = softmax_cross_entropy if self.exclusive else sigmoid_binary_cross_entropy
+        loss, d_logits = loss_fn(ops.xp, scores, ops.asarray2f(truth), ops.asarray2f(mask), self.cfg["label_weights"])
+        return loss, d_logits
+
+    def finish_update(self, sgd: Optimizer) -> None:
+        self.model.finish_update(sgd)
+        shim = get_shim(self.model)
+        if shim.last_step is not None and shim.last_step.skipped:
+            hint = "Lower the learning rate or check the data." if not shim.loss_scale.enabled else "The float16 loss scale was lowered."
+            warnings.warn(
+                Warnings.BCW003.format(
+                    name=self.name, norm=shim.last_step.grad_norm, step=shim.n_steps,
+                    n_skipped=shim.n_skipped, hint=hint,
+                )
+            )
+            shim.last_step = None
+
+    def set_trainable_top_layers(self, n: Optional[int]) -> None:
+        """Train only the head and the top n encoder layers (gradual unfreezing)."""
+        get_shim(self.model).set_trainable_top_layers(n)
+
+    @property
+    def truncation_stats(self) -> Dict[str, int]:
+        stats = self.model.attrs["truncation"]
+        return {"n_docs": stats.n_docs, "n_truncated": stats.n_truncated}
+
+    def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "BertCat":
+        super().from_bytes(bytes_data, exclude=exclude)
+        self._check_head()
+        return self
+
+    def from_disk(self, path: Union[str, Path], *, exclude=tuple()) -> "BertCat":
+        try:
+            super().from_disk(path, exclude=exclude)
+        except ValueError as e:
+            if "[BC012]" in str(e):
+                where = f" in {Path(path) / 'model'}"
+                raise ValueError(Errors.BC012.format(where=where, reason=e.__cause__ or e)) from e
+            raise
+        self._check_head()
+        return self
+
+    def _check_head(self) -> None:
+        hf_model = get_shim(self.model).hf_model
+        if hf_model is not None and hf_model.config.num_labels != len(self.labels):
+            raise ValueError(
+                Errors.BC013.format(
+                    name=self.name, n_labels=len(self.labels), labels=list(self.labels),
+                    n_outputs=hf_model.config.num_labels,
+                )
+            )
+
+    def _truth(self, examples: Iterable[Example]):
+        return examples_to_truth(examples, self.labels, exclusive=self.exclusive, name=self.name)
+
+    def _activation(self, logits: Floats2d) -> Floats2d:
+        return self.model.ops.softmax(logits)
+
+    def _empty_score(self, n_labels: int) -> float:
+        return 1.0 / n_labels if n_labels else 0.0
+
+    def _warn_truncation(self, n_docs: int) -> None:
+        truncated = sum(self.model.attrs["truncation"].last_batch)
+        if truncated and not self._warned_truncation:
+            self._warned_truncation = True
+            chunking = self.model.attrs["chunking"]
+            detail = chunking.describe(self.model.attrs["window"], is_train=False)
+            warnings.warn(
+                Warnings.BCW001.format(
+                    name=self.name, n_truncated=truncated, n_docs=n_docs, strategy=chunking.name, detail=detail
+                )
+            )
+
+    def _report_training_truncation(self, docs: List[Doc]) -> None:
+        shim = get_shim(self.model)
+        lengths = [len(ids) for ids in shim.tokenizer.encode([doc.text for doc in docs])]
+        chunking, window = self.model.attrs["chunking"], self.model.attrs["window"]
+        n_truncated = sum(chunking.truncates(n, window, is_train=True) for n in lengths)
+        if n_truncated:
+            logger.warning(
+                Warnings.BCW005.format(
+                    name=self.name, n_truncated=n_truncated, n_docs=len(docs), share=n_truncated / len(docs),
+                    strategy=chunking.name, detail=chunking.describe(window, is_train=True),
+                )
+            )
+
+
+class BertCatMultilabel(BertCat):
+    """Text classification with a fine-tuned Hugging Face model, independent labels."""
+
+    exclusive = False
+
+    def _activation(self, logits: Floats2d) -> Floats2d:
+        return self.model.ops.sigmoid(logits)
+
+    def _empty_score(self, n_labels: int) -> float:
+        return 0.0
