@@ -150,3 +150,55 @@ class Errors(metaclass=ErrorsWithCodes):
         "labels are {labels}. Set positive_label only for binary tasks."
     )
     BC024 = "Labels must be strings; got {label!r} of type {type}."
+    # Data, CLI and reports (spacy_bertcat/data.py, cli/, report.py, plots.py).
+    BC030 = "Invalid record in {path}, line {line}: {problem}."
+    BC031 = (
+        "Invalid JSON in {path}, line {line}: {reason}. Each line of a JSONL file "
+        "must be one JSON object, e.g. {{\"text\": \"...\", \"label\": \"sport\"}}."
+    )
+    BC032 = (
+        "Cannot tell the format of {path} (suffix '{suffix}'). Use one of: "
+        "{formats} (a folder holds one subfolder of .txt files per label)."
+    )
+    BC033 = (
+        "The pipeline has no text classification component{detail}. Its "
+        "components are {names}; name one with --component."
+    )
+    BC034 = (
+        "find-thresholds tunes per-label thresholds of multi-label components, "
+        "but '{name}' ({factory}) predicts exclusive classes, which are decided "
+        "by the highest score. Train a 'bertcat_multilabel' component instead."
+    )
+    BC035 = (
+        "The data in {path} has label(s) {unknown} that the component '{name}' "
+        "does not predict; its labels are {labels}. Evaluate on data with the "
+        "same label set, or retrain the pipeline with these labels."
+    )
+    BC036 = (
+        "Invalid split '{value}': {detail}. Example: --split 0.8,0.1,0.1 for "
+        "train, dev and test."
+    )
+    BC037 = (
+        "{path} has {n} label(s) {labels}, but exclusive classes need at least "
+        "two. Check --label-field, or use --multilabel for one independent label."
+    )
+    BC038 = (
+        "The split '{value}' of {n} records leaves the {part} part empty. Use "
+        "more data or larger fractions."
+    )
+    BC039 = (
+        "The report's pictures need matplotlib, which is not installed. Run "
+        "`pip install \"spacy-bertcat[report]\"` (or `pip install matplotlib`), or "
+        "pass --no-plots."
+    )
+    BC040 = (
+        "{path} has no gold labels for the component's labels {labels}, so there "
+        "is nothing to {task}. Check --label-field."
+    )
+    BC041 = (
+        "Invalid baseline metrics in {path}: {detail}. Expected a JSON object "
+        "with a 'name' and the summary metrics of a report (e.g. 'accuracy', "
+        "'macro_f')."
+    )
+    BC042 = "Invalid {setting}={value}: {detail}."
+    BC043 = "Cannot read {path}: {detail}."

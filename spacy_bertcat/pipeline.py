@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 
 import numpy
+import spacy
+import srsly
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc
@@ -21,6 +23,7 @@ from thinc.api import Config, Model, Optimizer
 from thinc.types import Floats2d
 
 from .errors import Errors, Warnings
+from .util import atomic_write
 from .layers.classifier import get_shim
 from .loss import (
     ClassWeights,
@@ -146,6 +149,7 @@ class BertCat(TrainablePipe):
             "positive_label": None,
             "class_weights": class_weights,
             "label_weights": None,  # class_weights resolved per label at initialize
+            "thresholds": None,  # per-label thresholds (multi-label), see find-thresholds
         }
         self._warned_truncation = False
 
@@ -276,23 +280,60 @@ class BertCat(TrainablePipe):
         get_shim(self.model).set_trainable_top_layers(n)
 
     @property
+    def thresholds(self) -> Dict[str, float]:
+        """RETURNS (Dict[str, float]): The decision threshold of each label: tuned
+        per-label values where set, else the component's `threshold`."""
+        tuned = self.cfg.get("thresholds") or {}
+        return {label: tuned.get(label, self.cfg["threshold"]) for label in self.labels}
+
+    def set_thresholds(self, thresholds: Dict[str, float]) -> None:
+        """Store per-label thresholds (used by the scorer, saved with the pipeline)."""
+        bad = {k: v for k, v in thresholds.items() if k not in self.labels or not 0.0 < v < 1.0}
+        if bad:
+            raise ValueError(Errors.BC018.format(name=self.name, detail=f"invalid entries {bad} for labels {list(self.labels)}"))
+        self.cfg["thresholds"] = {k: float(v) for k, v in thresholds.items()}
+
+    @property
     def truncation_stats(self) -> Dict[str, int]:
         stats = self.model.attrs["truncation"]
         return {"n_docs": stats.n_docs, "n_truncated": stats.n_truncated}
 
-    def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "BertCat":
-        super().from_bytes(bytes_data, exclude=exclude)
+    def to_disk(self, path: Union[str, Path], *, exclude=tuple()) -> None:
+        """Save like TrainablePipe.to_disk, but write each file atomically, so an
+        interrupted save (a killed `spacy train`) leaves the previous file whole."""
+        serialize = {
+            "cfg": lambda p: atomic_write(p, srsly.json_dumps(self.cfg, indent=2).encode("utf8")),
+            "vocab": lambda p: self.vocab.to_disk(p, exclude=exclude),
+            "model": lambda p: atomic_write(p, self.model.to_bytes()),
+        }
+        spacy.util.to_disk(path, serialize, exclude)
+
+    def from_disk(self, path: Union[str, Path], *, exclude=tuple()) -> "BertCat":
+        """Load like TrainablePipe.from_disk; a damaged file is named in the error."""
+
+        def reader(load: Callable[[bytes], Any]) -> Callable[[Path], None]:
+            def read(p: Path) -> None:
+                try:
+                    load(Path(p).read_bytes())
+                except Exception as e:
+                    if "[BC" in str(e) and "[BC012]" not in str(e):
+                        raise
+                    reason = e.__cause__ if "[BC012]" in str(e) and e.__cause__ else e
+                    raise ValueError(Errors.BC012.format(where=f" in {p}", reason=repr(reason))) from e
+
+            return read
+
+        deserialize = {
+            "cfg": reader(lambda data: self.cfg.update(srsly.json_loads(data))),
+            "vocab": lambda p: self.vocab.from_disk(p, exclude=exclude),
+            "model": reader(self.model.from_bytes),
+        }
+        spacy.util.from_disk(path, deserialize, exclude)
         self._check_head()
         return self
 
-    def from_disk(self, path: Union[str, Path], *, exclude=tuple()) -> "BertCat":
-        try:
-            super().from_disk(path, exclude=exclude)
-        except ValueError as e:
-            if "[BC012]" in str(e):
-                where = f" in {Path(path) / 'model'}"
-                raise ValueError(Errors.BC012.format(where=where, reason=e.__cause__ or e)) from e
-            raise
+    def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "BertCat":
+        super().from_bytes(bytes_data, exclude=exclude)
         self._check_head()
         return self
 

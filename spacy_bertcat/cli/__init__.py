@@ -1,5 +1,18 @@
-"""The spacy-bertcat command line (typer)."""
+"""The spacy-bertcat command line (typer): ``python -m spacy_bertcat COMMAND`` or
+``spacy-bertcat COMMAND``.
+
+Commands: ``convert`` (JSONL/CSV into .spacy, with a seeded stratified split),
+``evaluate`` (a report: metrics, confusion matrix, precision-recall curves, the most
+confident errors), ``predict`` (JSONL with doc.cats) and ``find-thresholds``
+(per-label thresholds for multi-label pipelines).
+"""
+from . import convert, evaluate, find_thresholds, predict  # noqa: F401  (registers the commands)
+from ._util import app
 
 
-def main() -> None:  # replaced by the CLI app
-    raise SystemExit("not yet")
+def main() -> None:
+    """Run the CLI (the `spacy-bertcat` console script)."""
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,85 @@
+"""The typer app and helpers shared by the commands (spaCy's CLI conventions)."""
+from pathlib import Path
+from typing import Iterable, Iterator, List, Optional, Tuple, TypeVar
+
+import typer
+from spacy.language import Language
+from wasabi import msg
+
+NAME = "spacy-bertcat"
+HELP = """spacy-bertcat: data conversion, evaluation reports, prediction and
+threshold tuning for spaCy text classification pipelines (bertcat, textcat).
+Run `python -m spacy_bertcat COMMAND --help` for a command's options.
+"""
+CLASSIFIER_FACTORIES = ("bertcat", "bertcat_multilabel", "textcat", "textcat_multilabel")
+
+app = typer.Typer(name=NAME, help=HELP, no_args_is_help=True, add_completion=False,
+    pretty_exceptions_enable=False, rich_markup_mode=None,
+)
+
+# Shorthands, as in spacy.cli._util.
+Arg = typer.Argument
+Opt = typer.Option
+
+T = TypeVar("T")
+
+
+def setup_gpu(gpu_id: int) -> None:
+    """Use GPU `gpu_id` for thinc and torch, or the CPU for -1."""
+    from thinc.api import require_gpu
+
+    if gpu_id >= 0:
+        msg.info(f"Using GPU: {gpu_id}")
+        require_gpu(gpu_id)
+    else:
+        msg.info("Using CPU")
+
+
+def load_pipeline(model: str, gpu_id: int = -1) -> Language:
+    """Load a pipeline by package name or path, failing with a CLI message."""
+    import spacy
+
+    setup_gpu(gpu_id)
+    try:
+        return spacy.load(model)
+    except (OSError, ValueError) as e:
+        msg.fail(f"Could not load the pipeline '{model}'", str(e), exits=1)
+        raise  # for type checkers: msg.fail exits
+
+
+def fail_on_value_error(error: ValueError) -> None:
+    """Print a bertcat/spaCy error as a CLI failure and exit with status 1."""
+    msg.fail(str(error), exits=1)
+
+
+def progress(items: Iterable[T], *, total: Optional[int], desc: str, disable: bool = False) -> Iterator[T]:
+    """Wrap an iterable in a tqdm progress bar (on stderr)."""
+    from tqdm import tqdm
+
+    yield from tqdm(items, total=total, desc=desc, unit="doc", disable=disable, leave=False, dynamic_ncols=True)
+
+
+def count_lines(path: Path) -> Optional[int]:
+    """RETURNS (Optional[int]): Non-empty lines of a file (a progress bar's total), or None for a folder."""
+    if not path.is_file():
+        return None
+    with path.open("rb") as file_:
+        return sum(1 for line in file_ if line.strip())
+
+
+def parse_label_list(value: Optional[str]) -> Optional[List[str]]:
+    """RETURNS (Optional[List[str]]): Labels from "A,B,C" (None stays None)."""
+    if value is None:
+        return None
+    return [label.strip() for label in value.split(",") if label.strip()]
+
+
+def split_names(n: int) -> Tuple[str, ...]:
+    return ("train", "dev", "test")[:n]
+
+
+@app.callback()
+def _app_callback() -> None:
+    # A callback keeps `spacy-bertcat COMMAND` a command group even when only one
+    # command is registered (typer would otherwise run that command directly).
+    pass

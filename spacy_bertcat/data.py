@@ -1,0 +1,461 @@
+"""Classification data in and out: JSONL / CSV / text files, folders of text files,
+record validation, the seeded stratified split, and ``.spacy`` DocBins.
+
+Shared by the CLI (``convert``, ``evaluate``, ``predict``, ``find-thresholds``) and
+the project scripts. A *record* is one text with its labels, read from one line (or
+CSV row) of a file; every validation error names the file and the line.
+
+Label fields (``label_field``, detected from the first record when not given):
+
+- ``label``: one label per text (a string; JSON numbers become strings);
+- ``labels``: a list of labels (in CSV a JSON list or ``|``-separated values);
+- ``cats``: spaCy's dict of label -> 0/1 (JSONL only); labels it leaves out are
+  missing values (multi-label only).
+"""
+import csv
+import json
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+from spacy.language import Language
+from spacy.tokens import Doc, DocBin
+
+from .errors import Errors
+
+FORMATS = ("jsonl", "csv", "tsv", "txt", "folders", "spacy")
+LABEL_FIELDS = ("label", "labels", "cats")
+SPLIT_NAMES = ("train", "dev", "test")
+META_KEY = "bertcat_meta"  # doc.user_data key for a record's other fields
+
+
+@dataclass
+class Record:
+    """One text and its gold labels.
+
+    text (str): The text.
+    cats (Dict[str, float]): The gold values given by the record (1.0 for a
+        positive label, 0.0 for a negative one).
+    complete (bool): Whether labels absent from `cats` are negative (`label` and
+        `labels` fields) rather than missing (`cats` field).
+    line (int): Line of the record in its file (1-based; 0 if not from a file).
+    meta (Dict[str, Any]): The record's other fields (e.g. an id), kept as they are.
+    """
+
+    text: str
+    cats: Dict[str, float] = field(default_factory=dict)
+    complete: bool = True
+    line: int = 0
+    meta: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def positives(self) -> List[str]:
+        """RETURNS (List[str]): The labels with value 1.0, sorted."""
+        return sorted(label for label, value in self.cats.items() if value == 1.0)
+
+    def full_cats(self, labels: Sequence[str]) -> Dict[str, float]:
+        """RETURNS (Dict[str, float]): doc.cats for the given label set."""
+        if not self.complete:
+            return {label: value for label, value in self.cats.items() if label in labels}
+        return {label: self.cats.get(label, 0.0) for label in labels}
+
+
+def detect_format(path: Union[str, Path], file_format: Optional[str] = None) -> str:
+    """RETURNS (str): The format of a path: given, a folder, or from the suffix."""
+    path = Path(path)
+    if file_format:
+        if file_format not in FORMATS:
+            raise ValueError(Errors.BC032.format(path=path, suffix=file_format, formats=", ".join(FORMATS)))
+        return file_format
+    if path.is_dir():
+        return "folders"
+    suffix = path.suffix.lower().lstrip(".")
+    aliases = {"jsonl": "jsonl", "ndjson": "jsonl", "json": "jsonl", "csv": "csv", "tsv": "tsv", "txt": "txt", "spacy": "spacy"}
+    if suffix not in aliases:
+        raise ValueError(Errors.BC032.format(path=path, suffix=path.suffix, formats=", ".join(FORMATS)))
+    return aliases[suffix]
+
+
+def read_rows(path: Union[str, Path], file_format: Optional[str] = None) -> Iterator[Tuple[int, Dict[str, Any]]]:
+    """Read the raw rows of a JSONL, CSV, TSV or text file, or of a folder with one
+    subfolder of .txt files per label.
+
+    path (Union[str, Path]): The file or folder.
+    file_format (Optional[str]): One of jsonl, csv, tsv, txt, folders; None to
+        detect it from the suffix.
+    YIELDS (Tuple[int, Dict[str, Any]]): The line of each row and its fields. A
+        text file yields {"text": line} for each non-empty line; a folder yields
+        {"text": ..., "label": subfolder, "id": "subfolder/file"}.
+    """
+    path = Path(path)
+    file_format = detect_format(path, file_format)
+    if file_format == "folders":
+        yield from _read_folders(path)
+        return
+    if file_format == "spacy":
+        raise ValueError(Errors.BC032.format(path=path, suffix=".spacy", formats="jsonl, csv, tsv, txt, folders"))
+    if not path.is_file():
+        raise ValueError(Errors.BC043.format(path=path, detail="the file does not exist"))
+    with path.open(encoding="utf-8-sig", newline="") as file_:
+        try:
+            if file_format == "jsonl":
+                for i, line in enumerate(file_, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise ValueError(Errors.BC031.format(path=path, line=i, reason=e.msg)) from e
+                    if not isinstance(row, dict):
+                        problem = f"expected a JSON object, got {type(row).__name__}"
+                        raise ValueError(Errors.BC030.format(path=path, line=i, problem=problem))
+                    yield i, row
+            elif file_format in ("csv", "tsv"):
+                reader = csv.DictReader(file_, delimiter="\t" if file_format == "tsv" else ",")
+                start = reader.line_num + 2  # after the header
+                for row in reader:
+                    if None in row or any(value is None for value in row.values()):
+                        problem = f"it has {len(reader.fieldnames or [])} columns in the header but a different number here"
+                        raise ValueError(Errors.BC030.format(path=path, line=start, problem=problem))
+                    yield start, dict(row)
+                    start = reader.line_num + 1
+            else:  # txt
+                for i, line in enumerate(file_, start=1):
+                    if line.strip():
+                        yield i, {"text": line.rstrip("\r\n")}
+        except UnicodeDecodeError as e:
+            raise ValueError(Errors.BC043.format(path=path, detail=f"it is not UTF-8 text ({e.reason})")) from e
+
+
+def _read_folders(path: Path) -> Iterator[Tuple[int, Dict[str, Any]]]:
+    folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise ValueError(Errors.BC043.format(path=path, detail="the folder has no subfolders (one per label)"))
+    n = 0
+    for folder in folders:
+        for file_ in sorted(folder.glob("*.txt")):
+            n += 1
+            yield n, {"text": read_text_file(file_), "label": folder.name, "id": f"{folder.name}/{file_.stem}"}
+
+
+def read_text_file(path: Path) -> str:
+    """RETURNS (str): A text file as UTF-8, else Windows-1252; line ends as \\n, stripped."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("cp1252", errors="replace")
+    return text.replace("\r\n", "\n").replace("\r", "\n").strip()
+
+
+def read_records(
+    path: Union[str, Path],
+    *,
+    text_field: str = "text",
+    label_field: Optional[str] = None,
+    labels_sep: str = "|",
+    file_format: Optional[str] = None,
+    require_labels: bool = True,
+    exclusive: Optional[bool] = None,
+    allowed_labels: Optional[Sequence[str]] = None,
+) -> Iterator[Record]:
+    """Read and validate the records of a file; errors name the file and line.
+
+    path (Union[str, Path]): A JSONL, CSV, TSV or text file, or a folder of
+        label subfolders.
+    text_field (str): The field holding the text.
+    label_field (Optional[str]): The field holding the labels ("label",
+        "labels", "cats" or any name; its kind is read from the values). None to
+        use whichever of "label", "labels", "cats" the first record has.
+    labels_sep (str): Separator of several labels in one CSV/TSV value.
+    file_format (Optional[str]): The format; None to detect it from the suffix.
+    require_labels (bool): Whether every record must carry labels (False for
+        prediction; labels are then read where present).
+    exclusive (Optional[bool]): True to require exactly one positive label per
+        record, False to allow any number; None for no check.
+    allowed_labels (Optional[Sequence[str]]): The label set; other labels are an
+        error. None for any labels.
+    YIELDS (Record): The records, in file order.
+    """
+    path = Path(path)
+    allowed = set(allowed_labels) if allowed_labels is not None else None
+    for line, row in read_rows(path, file_format):
+        if label_field is None:
+            label_field = next((f for f in LABEL_FIELDS if f in row), "")
+            if not label_field and require_labels:
+                problem = f"it has no label field (looked for {', '.join(LABEL_FIELDS)}; found {sorted(row)})"
+                raise ValueError(Errors.BC030.format(path=path, line=line, problem=problem + ". Name the field with --label-field"))
+        yield make_record(
+            row, line=line, path=path, text_field=text_field, label_field=label_field,
+            labels_sep=labels_sep, require_labels=require_labels, exclusive=exclusive, allowed=allowed,
+        )
+
+
+def make_record(
+    row: Dict[str, Any],
+    *,
+    line: int,
+    path: Union[str, Path],
+    text_field: str,
+    label_field: str,
+    labels_sep: str = "|",
+    require_labels: bool = True,
+    exclusive: Optional[bool] = None,
+    allowed: Optional[set] = None,
+) -> Record:
+    """Validate one raw row and turn it into a Record (see read_records)."""
+
+    def fail(problem: str) -> ValueError:
+        return ValueError(Errors.BC030.format(path=path, line=line, problem=problem))
+
+    text = row.get(text_field)
+    if text_field not in row:
+        raise fail(f"the text field '{text_field}' is missing (fields: {sorted(row)}); name it with --text-field")
+    if not isinstance(text, str) or not text.strip():
+        raise fail(f"the text field '{text_field}' must be a non-empty string, got {text!r}")
+    meta = {k: v for k, v in row.items() if k not in (text_field, label_field)}
+    if not require_labels and (not label_field or row.get(label_field) in (None, "")):
+        return Record(text, {}, complete=False, line=line, meta=meta)
+    if label_field not in row:
+        raise fail(f"the label field '{label_field}' is missing (fields: {sorted(row)}); name it with --label-field")
+    cats, complete = _parse_labels(row[label_field], label_field, labels_sep, fail)
+    if allowed is not None:
+        unknown = sorted(set(cats) - allowed)
+        if unknown:
+            raise fail(f"unknown label(s) {unknown}; the labels are {sorted(allowed)}")
+    n_positive = sum(1 for v in cats.values() if v == 1.0)
+    if exclusive and n_positive != 1:
+        raise fail(
+            f"it has {n_positive} positive labels {sorted(k for k, v in cats.items() if v == 1.0)}, but the "
+            "classes are exclusive (exactly one label per text); use --multilabel for multi-label data"
+        )
+    return Record(text, cats, complete=complete, line=line, meta=meta)
+
+
+def _parse_labels(value: Any, label_field: str, labels_sep: str, fail) -> Tuple[Dict[str, float], bool]:
+    if isinstance(value, dict):
+        cats = {}
+        for label, v in value.items():
+            if isinstance(v, bool):
+                v = float(v)
+            if v not in (0, 1) or isinstance(v, str):
+                raise fail(f"the value of label '{label}' in '{label_field}' is {v!r}; use 0 or 1")
+            cats[str(label)] = float(v)
+        return cats, False
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise fail(f"the labels {value!r} are not a valid JSON list")
+    if isinstance(value, str) and label_field != "label" and labels_sep in value:
+        value = value.split(labels_sep)
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list):
+        raise fail(f"'{label_field}' must be a label, a list of labels or a dict of label: 0/1, got {value!r}")
+    labels = []
+    for label in value:
+        if isinstance(label, bool) or not isinstance(label, (str, int)) or not str(label).strip():
+            raise fail(f"invalid label {label!r} in '{label_field}'; labels are non-empty strings")
+        labels.append(str(label).strip())
+    return {label: 1.0 for label in labels}, True
+
+
+def collect_labels(records: Iterable[Record]) -> List[str]:
+    """RETURNS (List[str]): Every label the records mention, sorted."""
+    return sorted({label for record in records for label in record.cats})
+
+
+def check_labels(records: Sequence[Record], exclusive: bool, path: Union[str, Path]) -> List[str]:
+    """Check that exclusive data has at least two classes.
+
+    RETURNS (List[str]): The labels, sorted.
+    """
+    labels = collect_labels(records)
+    if not records:
+        raise ValueError(Errors.BC043.format(path=path, detail="it holds no records"))
+    if exclusive and len(labels) < 2:
+        raise ValueError(Errors.BC037.format(path=path, n=len(labels), labels=labels))
+    return labels
+
+
+def parse_fractions(value: str) -> Tuple[float, ...]:
+    """Parse "0.8,0.1,0.1" (train, dev, test) or "0.9,0.1" (train, dev).
+
+    RETURNS (Tuple[float, ...]): The fractions.
+    """
+    try:
+        fractions = tuple(float(part) for part in value.split(","))
+    except ValueError:
+        raise ValueError(Errors.BC036.format(value=value, detail="use numbers separated by commas")) from None
+    if not 2 <= len(fractions) <= 3:
+        raise ValueError(Errors.BC036.format(value=value, detail="give two (train, dev) or three (train, dev, test) fractions"))
+    if any(f <= 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        raise ValueError(Errors.BC036.format(value=value, detail="each must be positive and they must add up to 1"))
+    return fractions
+
+
+def _dedup_key(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def split_records(
+    records: Sequence[Record], fractions: Sequence[float], *, seed: int = 0
+) -> List[List[Record]]:
+    """Split records at random into parts of the given sizes, stratified by label.
+
+    Stratified: each label (exclusive data) or label combination (multi-label data;
+    combinations rarer than the number of parts count under their rarest label)
+    is spread over the parts in the given proportions, to the nearest record.
+    Texts that are the same up to case and whitespace stay in one part, so
+    duplicates never leak from train into test. The result depends only on the
+    records, their order and the seed.
+
+    records (Sequence[Record]): The records.
+    fractions (Sequence[float]): The share of each part, adding up to 1.
+    seed (int): The random seed.
+    RETURNS (List[List[Record]]): The records of each part, in input order.
+    """
+    groups: Dict[str, List[int]] = defaultdict(list)
+    for i, record in enumerate(records):
+        groups[_dedup_key(record.text)].append(i)
+    label_freq = Counter(label for r in records for label in r.positives)
+    combo_freq = Counter(tuple(r.positives) for r in records)
+
+    def stratum(record: Record) -> str:
+        combo = tuple(record.positives)
+        if len(combo) <= 1 or combo_freq[combo] >= len(fractions):
+            return "|".join(combo)
+        return min(combo, key=lambda label: (label_freq[label], label))
+
+    strata: Dict[str, List[List[int]]] = defaultdict(list)
+    for members in groups.values():
+        strata[stratum(records[members[0]])].append(members)
+    rng = random.Random(seed)
+    assignment = [0] * len(records)
+    for key in sorted(strata):
+        stratum_groups = strata[key]
+        rng.shuffle(stratum_groups)
+        targets = _largest_remainder(sum(len(g) for g in stratum_groups), fractions)
+        filled = [0] * len(fractions)
+        for members in stratum_groups:
+            part = max(range(len(fractions)), key=lambda p: (targets[p] - filled[p], -p))
+            filled[part] += len(members)
+            for i in members:
+                assignment[i] = part
+    parts: List[List[Record]] = [[] for _ in fractions]
+    for record, part in zip(records, assignment):
+        parts[part].append(record)
+    return parts
+
+
+def _largest_remainder(n: int, fractions: Sequence[float]) -> List[int]:
+    exact = [n * f for f in fractions]
+    counts = [int(x) for x in exact]
+    order = sorted(range(len(fractions)), key=lambda p: (-(exact[p] - counts[p]), p))
+    for p in order[: n - sum(counts)]:
+        counts[p] += 1
+    return counts
+
+
+def records_to_docs(
+    nlp: Language, records: Iterable[Record], labels: Sequence[str], *, batch_size: int = 256
+) -> Iterator[Doc]:
+    """Tokenize records into Docs with gold doc.cats over `labels` (and the
+    record's other fields in doc.user_data["bertcat_meta"]).
+
+    YIELDS (Doc): One doc per record.
+    """
+    records = list(records)
+    docs = nlp.tokenizer.pipe((r.text for r in records), batch_size=batch_size)
+    for record, doc in zip(records, docs):
+        doc.cats = record.full_cats(labels)
+        if record.meta:
+            doc.user_data[META_KEY] = record.meta
+        yield doc
+
+
+def write_docbin(docs: Iterable[Doc], path: Union[str, Path]) -> int:
+    """Save docs (with cats and user data) as a .spacy file.
+
+    RETURNS (int): The number of docs written.
+    """
+    doc_bin = DocBin(attrs=["ORTH", "SPACY"], store_user_data=True)
+    for doc in docs:
+        doc_bin.add(doc)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc_bin.to_disk(path)
+    return len(doc_bin)
+
+
+def read_docbin(path: Union[str, Path], nlp: Language) -> List[Doc]:
+    """RETURNS (List[Doc]): The docs of a .spacy file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(Errors.BC043.format(path=path, detail="the file does not exist"))
+    return list(DocBin().from_disk(path).get_docs(nlp.vocab))
+
+
+def read_labelled_docs(
+    path: Union[str, Path],
+    nlp: Language,
+    *,
+    labels: Optional[Sequence[str]] = None,
+    text_field: str = "text",
+    label_field: Optional[str] = None,
+    labels_sep: str = "|",
+    exclusive: Optional[bool] = None,
+) -> List[Doc]:
+    """Gold docs from a .spacy file, or from a JSONL/CSV/TSV file or label folders.
+
+    labels (Optional[Sequence[str]]): The label set (a pipeline's labels): records
+        with other labels are an error. None for the labels of the data.
+    RETURNS (List[Doc]): Docs with gold doc.cats.
+    """
+    file_format = detect_format(path)
+    if file_format == "spacy":
+        docs = read_docbin(path, nlp)
+        if not docs:
+            raise ValueError(Errors.BC043.format(path=path, detail="it holds no docs"))
+        return docs
+    records = list(
+        read_records(
+            path, text_field=text_field, label_field=label_field, labels_sep=labels_sep,
+            file_format=file_format, exclusive=exclusive, allowed_labels=labels,
+        )
+    )
+    if not records:
+        raise ValueError(Errors.BC043.format(path=path, detail="it holds no records"))
+    return list(records_to_docs(nlp, records, labels if labels is not None else collect_labels(records)))
+
+
+def write_jsonl(rows: Iterable[Dict[str, Any]], path: Union[str, Path]) -> int:
+    """Write dicts as JSON lines (UTF-8, non-ASCII kept as is).
+
+    RETURNS (int): The number of lines written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with path.open("w", encoding="utf-8") as file_:
+        for row in rows:
+            file_.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def record_to_row(record: Record, text_field: str = "text") -> Dict[str, Any]:
+    """RETURNS (Dict[str, Any]): A record as a JSONL row ("label" if exclusive-
+    looking, "labels" for several, "cats" when labels may be missing)."""
+    row: Dict[str, Any] = {text_field: record.text}
+    if not record.complete:
+        row["cats"] = record.cats
+    elif len(record.positives) == 1:
+        row["label"] = record.positives[0]
+    else:
+        row["labels"] = record.positives
+    row.update(record.meta)
+    return row

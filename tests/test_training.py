@@ -1,0 +1,62 @@
+"""`spacy train` with the shipped configs, on a tiny model and toy corpora."""
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.cli.evaluate import evaluate
+from spacy.cli.train import train
+from spacy.tokens import DocBin
+
+from .util import MULTI_DATA, SINGLE_DATA
+
+CONFIGS = Path(__file__).parent.parent / "configs"
+
+
+def write_corpus(path, data, copies=3):
+    nlp = spacy.blank("en")
+    db = DocBin()
+    for _ in range(copies):
+        for text, cats in data:
+            doc = nlp.make_doc(text)
+            doc.cats = cats
+            db.add(doc)
+    db.to_disk(path)
+    return str(path)
+
+
+def overrides(name, corpus, **extra):
+    settings = {
+        "paths.train": corpus,
+        "paths.dev": corpus,
+        "components.bertcat.model.name": name,
+        "components.bertcat.model.max_length": 32,
+        "components.bertcat.model.chunking.stride": 16,
+        "training.max_steps": 12,
+        "training.eval_frequency": 4,
+        "training.optimizer.learn_rate.warmup_steps": 2,
+        "training.optimizer.learn_rate.initial_rate": 0.003,
+        "training.batcher.size": 4,
+    }
+    settings.update(extra)
+    return settings
+
+
+@pytest.mark.parametrize(
+    "config,data,accumulate",
+    [("bertcat.cfg", SINGLE_DATA, 1), ("bertcat_multilabel.cfg", MULTI_DATA, 1), ("bertcat.cfg", SINGLE_DATA, 2)],
+)
+def test_spacy_train_and_evaluate(tiny_bert, tmp_path, config, data, accumulate):
+    corpus = write_corpus(tmp_path / "train.spacy", data)
+    train(
+        CONFIGS / config,
+        tmp_path / "out",
+        overrides=overrides(tiny_bert, corpus, **{"training.accumulate_gradient": accumulate}),
+    )
+    nlp = spacy.load(tmp_path / "out" / "model-best")
+    assert nlp.pipe_names == ["bertcat"]
+    assert set(nlp("a good film").cats) == {label for _, cats in data for label in cats}
+    scores = evaluate(tmp_path / "out" / "model-best", corpus)
+    assert scores["cats_score"] is not None and 0.0 <= scores["cats_macro_auc"] <= 1.0
+    assert set(scores["cats_f_per_type"]) == set(nlp.get_pipe("bertcat").labels)
+    meta = nlp.meta["performance"]
+    assert "cats_score" in meta
