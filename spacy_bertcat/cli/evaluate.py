@@ -1,1 +1,149 @@
-"""placeholder"""
+"""`evaluate`: a report on a trained pipeline, as markdown + JSON + PNG pictures."""
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import srsly
+from spacy.language import Language
+from spacy.training import Example
+from wasabi import msg
+
+from ..data import META_KEY, read_labelled_docs
+from ..errors import Errors
+from ..report import compute_report, gold_matrix, score_matrix, to_markdown
+from ._util import Arg, Classifier, Opt, app, load_pipeline, predict_docs
+
+
+@app.command("evaluate")
+def evaluate_cli(
+    # fmt: off
+    model: str = Arg(..., help="Pipeline package name or path"),
+    data_path: Path = Arg(..., help="Gold data: .spacy, or .jsonl/.csv/.tsv with text and labels", exists=True),
+    output_dir: Path = Opt(Path("report"), "--output", "-o", help="Directory for report.md, report.json and the PNGs", file_okay=False),
+    component: Optional[str] = Opt(None, "--component", "-C", help="The classifier to evaluate (default: the first that sets doc.cats)"),
+    baseline: Optional[Path] = Opt(None, "--baseline", "-b", help="Metrics JSON of another model (e.g. the TF-IDF baseline) to show beside this one", exists=True, dir_okay=False),
+    n_errors: int = Opt(20, "--n-errors", "-n", help="How many of the most confident errors to list"),
+    text_field: str = Opt("text", "--text-field", "-t", help="Text field of JSONL/CSV data"),
+    label_field: Optional[str] = Opt(None, "--label-field", "-l", help="Label field of JSONL/CSV data (default: label, labels or cats)"),
+    labels_sep: str = Opt("|", "--labels-sep", help="Separator of several labels in one CSV/TSV value"),
+    batch_size: Optional[int] = Opt(None, "--batch-size", help="Docs per nlp.pipe batch (default: the pipeline's)"),
+    plots: bool = Opt(True, "--plots/--no-plots", help="Draw the PNG pictures (needs matplotlib)"),
+    gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU ID or -1 for CPU"),
+    # fmt: on
+):
+    """
+    Evaluate a text classifier and write a report: per-label precision, recall,
+    F1 and support, micro and macro scores, ROC AUC, a confusion matrix and
+    per-label precision-recall curves (PNG), and the most confident errors (the
+    texts to read first in an error analysis). Writes report.md, report.json,
+    confusion_matrix.png and pr_curves.png to the output directory. The JSON
+    also holds the component's own spaCy scores (as `spacy evaluate` reports
+    them).
+    """
+    nlp = load_pipeline(model, gpu_id)
+    try:
+        base = _read_baseline(baseline) if baseline is not None else None
+        report = evaluate(
+            nlp, data_path, component=component, text_field=text_field, label_field=label_field,
+            labels_sep=labels_sep, batch_size=batch_size, n_errors=n_errors,
+        )
+        paths = write_report(report, output_dir, title=f"Evaluation of {model}", baseline=base, plots=plots,
+                             context={"pipeline": model, "data": data_path, "component": report["component"]})
+    except (ValueError, ImportError) as e:
+        msg.fail(str(e), exits=1)
+    s = report["summary"]
+    label = "Accuracy" if report["exclusive"] else "Exact match"
+    msg.divider("Results")
+    msg.table(
+        [(label, f"{100 * s['accuracy']:.2f}"), ("Macro F1", f"{100 * s['macro_f']:.2f}"),
+         ("Micro F1", f"{100 * s['micro_f']:.2f}"),
+         ("Macro ROC AUC", "-" if s["macro_auc"] is None else f"{s['macro_auc']:.4f}")]
+        + ([(f"{label} ({base.get('name', 'baseline')})", f"{100 * base['summary'].get('accuracy', 0.0):.2f}")] if base else [])
+    )
+    msg.table(
+        [(k, f"{100 * v['p']:.2f}", f"{100 * v['r']:.2f}", f"{100 * v['f']:.2f}", v["support"]) for k, v in report["per_label"].items()],
+        header=("", "P", "R", "F", "support"), aligns=("l", "r", "r", "r", "r"),
+    )
+    for path in paths:
+        msg.good(f"Saved {path}")
+
+
+def evaluate(
+    nlp: Language,
+    data_path: Path,
+    *,
+    component: Optional[str] = None,
+    text_field: str = "text",
+    label_field: Optional[str] = None,
+    labels_sep: str = "|",
+    batch_size: Optional[int] = None,
+    n_errors: int = 20,
+) -> Dict[str, Any]:
+    """Predict on gold data and compute the report (see report.compute_report),
+    plus the component's spaCy scores under "spacy_scores".
+
+    RETURNS (Dict[str, Any]): The report.
+    """
+    classifier = Classifier(nlp, component)
+    gold_docs = read_labelled_docs(
+        data_path, nlp, labels=classifier.labels, text_field=text_field, label_field=label_field,
+        labels_sep=labels_sep, exclusive=True if classifier.exclusive else None,
+    )
+    unknown = sorted({k for doc in gold_docs for k in doc.cats} - set(classifier.labels))
+    if unknown:
+        raise ValueError(Errors.BC035.format(path=data_path, unknown=unknown, name=classifier.name, labels=classifier.labels))
+    gold, mask = gold_matrix(gold_docs, classifier.labels)
+    if not mask.any():
+        raise ValueError(Errors.BC040.format(path=data_path, labels=classifier.labels, task="evaluate"))
+    texts = [doc.text for doc in gold_docs]
+    pred_docs = predict_docs(nlp, texts, batch_size, desc="Evaluating")
+    scores = score_matrix(pred_docs, classifier.labels)
+    ids = [doc.user_data.get(META_KEY, {}).get("id", i) for i, doc in enumerate(gold_docs)]
+    report = compute_report(
+        classifier.labels, gold, scores, exclusive=classifier.exclusive, mask=mask,
+        thresholds=classifier.thresholds, texts=texts, ids=ids, n_errors=n_errors,
+    )
+    examples = [Example(pred, ref) for pred, ref in zip(pred_docs, gold_docs)]
+    report["spacy_scores"] = classifier.pipe.score(examples)
+    report["component"] = classifier.name
+    return report
+
+
+def write_report(
+    report: Dict[str, Any],
+    output_dir: Path,
+    *,
+    title: str,
+    baseline: Optional[Dict[str, Any]] = None,
+    plots: bool = True,
+    context: Optional[Dict[str, Any]] = None,
+) -> list:
+    """Write report.json, report.md and (with plots) the two PNGs.
+
+    RETURNS (list): The paths written.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    images: Dict[str, str] = {}
+    paths = []
+    if plots:
+        from ..plots import plot_confusion, plot_pr_curves
+
+        paths.append(plot_confusion(report, output_dir / "confusion_matrix.png"))
+        paths.append(plot_pr_curves(report, output_dir / "pr_curves.png"))
+        images = {"confusion": "confusion_matrix.png", "pr_curves": "pr_curves.png"}
+    data = dict(report)
+    if baseline is not None:
+        data["baseline"] = baseline
+    srsly.write_json(output_dir / "report.json", data)
+    markdown = to_markdown(report, title=title, images=images, baseline=baseline, context=context)
+    (output_dir / "report.md").write_text(markdown, encoding="utf-8")
+    return [output_dir / "report.md", output_dir / "report.json"] + paths
+
+
+def _read_baseline(path: Path) -> Dict[str, Any]:
+    try:
+        data = srsly.read_json(path)
+    except ValueError as e:
+        raise ValueError(Errors.BC041.format(path=path, detail=f"not valid JSON ({e})")) from e
+    if not isinstance(data, dict) or not isinstance(data.get("summary"), dict):
+        raise ValueError(Errors.BC041.format(path=path, detail="no 'summary' object"))
+    return data

@@ -1,1 +1,115 @@
-"""placeholder"""
+"""`find-thresholds`: per-label thresholds of a multi-label pipeline, tuned on dev data."""
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from spacy.language import Language
+from wasabi import msg
+
+from ..errors import Errors
+from ..data import read_labelled_docs
+from ..report import compute_report, gold_matrix, score_matrix, tune_thresholds
+from ._util import Arg, Classifier, Opt, app, load_pipeline, predict_docs
+
+
+@app.command("find-thresholds")
+def find_thresholds_cli(
+    # fmt: off
+    model: Path = Arg(..., help="Path of a trained pipeline with a bertcat_multilabel component", exists=True, file_okay=False),
+    data_path: Path = Arg(..., help="Dev data: .spacy, or .jsonl/.csv/.tsv with text and labels", exists=True),
+    output_dir: Optional[Path] = Opt(None, "--output", "-o", help="Save the tuned pipeline here (default: overwrite MODEL in place)", file_okay=False),
+    component: Optional[str] = Opt(None, "--component", "-C", help="The classifier to tune (default: the first that sets doc.cats)"),
+    text_field: str = Opt("text", "--text-field", "-t", help="Text field of JSONL/CSV data"),
+    label_field: Optional[str] = Opt(None, "--label-field", "-l", help="Label field of JSONL/CSV data (default: label, labels or cats)"),
+    labels_sep: str = Opt("|", "--labels-sep", help="Separator of several labels in one CSV/TSV value"),
+    batch_size: Optional[int] = Opt(None, "--batch-size", help="Docs per nlp.pipe batch (default: the pipeline's)"),
+    gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU ID or -1 for CPU"),
+    # fmt: on
+):
+    """
+    Tune one decision threshold per label of a multi-label classifier: for each
+    label, the threshold that maximizes its F1 on the given (dev) data. The
+    thresholds are stored in the component (`pipe.set_thresholds`), saved with
+    the pipeline, and used by its scorer and by `evaluate` and `predict`.
+    spaCy's textcat_multilabel has a single global threshold; labels without a
+    positive example in the data keep the component's default.
+    """
+    nlp = load_pipeline(str(model), gpu_id)
+    try:
+        result = find_thresholds(
+            nlp, data_path, component=component, text_field=text_field, label_field=label_field,
+            labels_sep=labels_sep, batch_size=batch_size,
+        )
+    except ValueError as e:
+        msg.fail(str(e), exits=1)
+    rows = []
+    for label, info in result["labels"].items():
+        if info["tuned"] is None:
+            rows.append((label, f"{info['before']:.3f}", "-", f"{100 * info['f_before']:.2f}", "-", 0))
+        else:
+            rows.append((label, f"{info['before']:.3f}", f"{info['tuned']['threshold']:.3f}",
+                         f"{100 * info['f_before']:.2f}", f"{100 * info['tuned']['f']:.2f}", info["support"]))
+    msg.table(rows, header=("label", "threshold", "tuned", "F before", "F tuned", "support"),
+              aligns=("l", "r", "r", "r", "r", "r"))
+    msg.info(f"Micro F1 {100 * result['micro_f_before']:.2f} -> {100 * result['micro_f_after']:.2f}, "
+             f"macro F1 {100 * result['macro_f_before']:.2f} -> {100 * result['macro_f_after']:.2f} (on the tuning data)")
+    for label in result["untuned"]:
+        msg.warn(f"No positive example of '{label}' in {data_path}: its threshold stays {result['labels'][label]['before']:.3f}")
+    target = output_dir if output_dir is not None else model
+    nlp.to_disk(target)
+    msg.good(f"Saved the pipeline with tuned thresholds to {target}")
+
+
+def find_thresholds(
+    nlp: Language,
+    data_path: Path,
+    *,
+    component: Optional[str] = None,
+    text_field: str = "text",
+    label_field: Optional[str] = None,
+    labels_sep: str = "|",
+    batch_size: Optional[int] = None,
+) -> Dict[str, Any]:
+    """Tune and set the per-label thresholds of a multi-label component (not saved).
+
+    RETURNS (Dict[str, Any]): Per label the threshold before, the tuned one (None
+        if the label had no positive example), its F1 before and after, and the
+        micro/macro F1 on the data before and after.
+    """
+    classifier = Classifier(nlp, component)
+    if classifier.exclusive:
+        raise ValueError(Errors.BC034.format(name=classifier.name, factory=classifier.factory))
+    if not hasattr(classifier.pipe, "set_thresholds"):
+        detail = "it has no per-label thresholds (set_thresholds); use a bertcat_multilabel component"
+        raise ValueError(Errors.BC042.format(setting="--component", value=classifier.name, detail=detail))
+    docs = read_labelled_docs(
+        data_path, nlp, labels=classifier.labels, text_field=text_field, label_field=label_field, labels_sep=labels_sep,
+    )
+    gold, mask = gold_matrix(docs, classifier.labels)
+    if not mask.any():
+        raise ValueError(Errors.BC040.format(path=data_path, labels=classifier.labels, task="tune"))
+    scores = score_matrix(predict_docs(nlp, [doc.text for doc in docs], batch_size, desc="Scoring"), classifier.labels)
+    before = compute_report(classifier.labels, gold, scores, exclusive=False, mask=mask, thresholds=classifier.thresholds)
+    tuned = tune_thresholds(classifier.labels, gold, scores, mask)
+    # Labels without positives keep their current threshold (a tuned one too).
+    kept = {label: t for label, t in classifier.thresholds.items() if 0.0 < t < 1.0}
+    classifier.pipe.set_thresholds({**kept, **{label: t["threshold"] for label, t in tuned.items() if t is not None}})
+    thresholds = dict(classifier.pipe.thresholds)
+    after = compute_report(classifier.labels, gold, scores, exclusive=False, mask=mask, thresholds=thresholds)
+    return {
+        "component": classifier.name,
+        "thresholds": thresholds,
+        "untuned": [label for label, t in tuned.items() if t is None],
+        "labels": {
+            label: {
+                "before": classifier.thresholds[label],
+                "tuned": tuned[label],
+                "f_before": before["per_label"][label]["f"],
+                "support": before["per_label"][label]["support"],
+            }
+            for label in classifier.labels
+        },
+        "micro_f_before": before["summary"]["micro_f"],
+        "micro_f_after": after["summary"]["micro_f"],
+        "macro_f_before": before["summary"]["macro_f"],
+        "macro_f_after": after["summary"]["macro_f"],
+    }

@@ -1,0 +1,135 @@
+"""The report's pictures: a confusion matrix and per-label precision-recall curves.
+
+matplotlib is optional (`pip install "spacy-bertcat[report]"`) and imported only
+here, when a picture is drawn. Figures are rendered with the Agg canvas directly, so
+pyplot's global state and the user's backend are left alone.
+"""
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Tuple, Union
+
+from .errors import Errors
+
+MAX_PANELS = 24  # multi-label pictures show the most frequent labels
+
+
+def _figure(width: float, height: float) -> Any:
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise ImportError(Errors.BC039) from e
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _frequent_labels(report: Dict[str, Any]) -> List[str]:
+    per_label = report["per_label"]
+    return sorted(per_label, key=lambda label: -per_label[label]["support"])[:MAX_PANELS]
+
+
+def plot_confusion(report: Dict[str, Any], path: Union[str, Path]) -> Path:
+    """Draw the confusion matrix of a report (from report.compute_report) as PNG.
+
+    Exclusive classes: gold (rows) against predicted (columns), cells coloured by
+    the share of the gold row and labelled with counts. Multi-label: one 2 x 2
+    matrix (gold no/yes against predicted no/yes) per label.
+    RETURNS (Path): The path written.
+    """
+    path = Path(path)
+    if report["exclusive"]:
+        figure = _exclusive_confusion(report["confusion"])
+    else:
+        figure = _multilabel_confusion(report["confusion"], _frequent_labels(report))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path
+
+
+def _exclusive_confusion(confusion: Dict[str, Any]) -> Any:
+    import numpy
+
+    labels, matrix = confusion["labels"], numpy.asarray(confusion["matrix"], dtype=float)
+    n = len(labels)
+    size = max(4.5, 0.7 * n + 2.5)
+    figure = _figure(size + 1.0, size)
+    ax = figure.add_subplot()
+    shares = matrix / numpy.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    figure.colorbar(image, ax=ax, label="share of the gold class", shrink=0.8)
+    ax.set_xticks(range(n), labels=labels, rotation=45, ha="right")
+    ax.set_yticks(range(n), labels=labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    total = int(matrix.sum())
+    correct = int(numpy.trace(matrix))
+    ax.set_title(f"Confusion matrix ({correct} of {total} correct)")
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                if matrix[i, j]:
+                    color = "white" if shares[i, j] > 0.5 else "black"
+                    ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", color=color, fontsize=9)
+    return figure
+
+
+def _grid(n: int) -> Tuple[int, int]:
+    cols = min(n, 4) if n > 1 else 1
+    return math.ceil(n / cols), cols
+
+
+def _multilabel_confusion(confusion: Dict[str, Any], labels: List[str]) -> Any:
+    import numpy
+
+    rows, cols = _grid(len(labels))
+    figure = _figure(3.0 * cols, 2.8 * rows)
+    figure.suptitle("Per-label confusion (rows: gold, columns: predicted)")
+    for k, label in enumerate(labels):
+        c = confusion["per_label"][label]
+        matrix = numpy.asarray([[c["tn"], c["fp"]], [c["fn"], c["tp"]]], dtype=float)
+        ax = figure.add_subplot(rows, cols, k + 1)
+        shares = matrix / numpy.maximum(matrix.sum(axis=1, keepdims=True), 1)
+        ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+        ax.set_xticks([0, 1], labels=["no", "yes"])
+        ax.set_yticks([0, 1], labels=["no", "yes"])
+        ax.set_title(label, fontsize=10)
+        for i in range(2):
+            for j in range(2):
+                color = "white" if shares[i, j] > 0.5 else "black"
+                ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", color=color, fontsize=9)
+    return figure
+
+
+def plot_pr_curves(report: Dict[str, Any], path: Union[str, Path]) -> Path:
+    """Draw one precision-recall panel per label (the most frequent 24 for many
+    labels), with the average precision and the model's operating point.
+
+    RETURNS (Path): The path written.
+    """
+    path = Path(path)
+    labels = _frequent_labels(report) if not report["exclusive"] else report["labels"][:MAX_PANELS]
+    rows, cols = _grid(len(labels))
+    figure = _figure(3.2 * cols, 3.0 * rows)
+    figure.suptitle("Precision-recall per label (one against the rest)")
+    for k, label in enumerate(labels):
+        curve = report["pr_curves"][label]
+        stats = report["per_label"][label]
+        ax = figure.add_subplot(rows, cols, k + 1)
+        if curve["recall"]:
+            # Step plot from recall 0, as precision is defined at each threshold.
+            ax.step([0.0] + curve["recall"], [curve["precision"][0]] + curve["precision"], where="post", color="C0")
+            ax.plot([stats["r"]], [stats["p"]], "o", color="C3", label="operating point")
+            ap = curve["average_precision"]
+            ax.set_title(f"{label}\nAP {ap:.3f}, support {stats['support']}", fontsize=10)
+            ax.legend(loc="lower left", fontsize=8)
+        else:
+            ax.set_title(f"{label}\n(no positive examples)", fontsize=10)
+        ax.set_xlim(0.0, 1.02)
+        ax.set_ylim(0.0, 1.02)
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.grid(alpha=0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path

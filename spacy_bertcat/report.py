@@ -1,0 +1,399 @@
+"""Evaluation reports for text classifiers: metrics, confusion matrices,
+precision-recall curves, the most confident errors, and per-label thresholds.
+
+Everything here works on arrays (gold values, predicted scores, a mask of annotated
+values), so the same code scores a spaCy pipeline, a scikit-learn baseline or any
+other classifier. The metrics follow spaCy's ``Scorer.score_cats``: exclusive classes
+are decided by the highest score, multi-label ones by ``score >= threshold``;
+precision, recall and F1 per label; micro scores from the pooled counts; macro scores
+as the mean of the per-label values. Differences: ROC AUC is averaged over the labels
+where it is defined (both classes present) rather than counting the others as 0, and
+documents with no gold annotation are left out. Plotting is in plots.py.
+"""
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy
+from spacy.tokens import Doc
+
+ERROR_TEXT_CHARS = 300
+MAX_CURVE_POINTS = 200
+
+
+def gold_matrix(docs: Sequence[Doc], labels: Sequence[str]) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """The gold values of docs as arrays.
+
+    RETURNS (Tuple[numpy.ndarray, numpy.ndarray]): Gold values (n_docs, n_labels),
+        1.0 for positive labels, and the mask of annotated values (1.0 where
+        doc.cats has the label).
+    """
+    gold = numpy.zeros((len(docs), len(labels)), dtype="f")
+    mask = numpy.zeros((len(docs), len(labels)), dtype="f")
+    for i, doc in enumerate(docs):
+        for j, label in enumerate(labels):
+            if label in doc.cats:
+                gold[i, j] = float(doc.cats[label] >= 0.5)
+                mask[i, j] = 1.0
+    return gold, mask
+
+
+def score_matrix(docs: Sequence[Doc], labels: Sequence[str]) -> numpy.ndarray:
+    """RETURNS (numpy.ndarray): Predicted doc.cats as (n_docs, n_labels) scores
+    (0.0 where a label is absent)."""
+    return numpy.asarray([[doc.cats.get(label, 0.0) for label in labels] for doc in docs], dtype="f").reshape(
+        len(docs), len(labels)
+    )
+
+
+def _prf(tp: float, fp: float, fn: float) -> Tuple[float, float, float]:
+    # spaCy's PRFScore: 0.0 (not NaN) where a denominator is 0.
+    p = tp / (tp + fp + 1e-100)
+    r = tp / (tp + fn + 1e-100)
+    return p, r, 2 * p * r / (p + r + 1e-100)
+
+
+def roc_auc(scores: numpy.ndarray, gold: numpy.ndarray) -> Optional[float]:
+    """ROC AUC of one label (ties count half), or None without both classes.
+
+    scores (numpy.ndarray): Predicted scores, 1d.
+    gold (numpy.ndarray): Gold values (1.0 positive, 0.0 negative), 1d.
+    RETURNS (Optional[float]): The area under the ROC curve.
+    """
+    n_pos = int(gold.sum())
+    n_neg = len(gold) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = numpy.argsort(scores, kind="mergesort")
+    ranks = numpy.empty(len(scores), dtype="f8")
+    sorted_scores = scores[order]
+    # Average ranks over ties (Mann-Whitney U).
+    i = 0
+    while i < len(scores):
+        j = i
+        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    u = ranks[gold == 1].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def pr_curve(scores: numpy.ndarray, gold: numpy.ndarray) -> Dict[str, Any]:
+    """Precision and recall of one label at every distinct score threshold.
+
+    RETURNS (Dict[str, Any]): "precision", "recall", "thresholds" (lists, by
+        decreasing threshold) and "average_precision" (None without positives).
+    """
+    n_pos = float(gold.sum())
+    if n_pos == 0 or len(scores) == 0:
+        return {"precision": [], "recall": [], "thresholds": [], "average_precision": None}
+    order = numpy.argsort(-scores, kind="mergesort")
+    s, g = scores[order], gold[order]
+    last = numpy.r_[numpy.nonzero(numpy.diff(s))[0], len(s) - 1]  # end of each tie run
+    tp = numpy.cumsum(g)[last]
+    fp = (last + 1) - tp
+    precision = tp / (tp + fp)
+    recall = tp / n_pos
+    ap = float(numpy.sum(numpy.diff(numpy.r_[0.0, recall]) * precision))
+    return {
+        "precision": precision.tolist(),
+        "recall": recall.tolist(),
+        "thresholds": s[last].tolist(),
+        "average_precision": ap,
+    }
+
+
+def best_f1_threshold(scores: numpy.ndarray, gold: numpy.ndarray) -> Optional[Dict[str, float]]:
+    """The threshold that maximizes one label's F1 (predicting score >= threshold).
+
+    The threshold lies midway between the lowest score kept and the next lower
+    one; among equally good cuts, the one nearest 0.5 wins.
+
+    RETURNS (Optional[Dict[str, float]]): "threshold", "f", "p", "r", or None if
+        the label has no positive example.
+    """
+    n_pos = float(gold.sum())
+    if n_pos == 0:
+        return None
+    order = numpy.argsort(-scores, kind="mergesort")
+    s, g = scores[order].astype("f8"), gold[order]
+    last = numpy.r_[numpy.nonzero(numpy.diff(s))[0], len(s) - 1]
+    tp = numpy.cumsum(g)[last]
+    n_predicted = last + 1
+    f = 2 * tp / (n_predicted + n_pos)
+    below = numpy.r_[s[last[:-1] + 1], 0.0]  # the next lower score (0 after the last)
+    thresholds = numpy.clip((s[last] + below) / 2.0, 1e-4, 1 - 1e-4)
+    best = numpy.flatnonzero(f >= f.max() - 1e-12)
+    k = best[numpy.argmin(numpy.abs(thresholds[best] - 0.5))]
+    p, r, f1 = _prf(tp[k], n_predicted[k] - tp[k], n_pos - tp[k])
+    return {"threshold": float(thresholds[k]), "f": f1, "p": p, "r": r}
+
+
+def _downsample(curve: Dict[str, Any], n: int = MAX_CURVE_POINTS) -> Dict[str, Any]:
+    size = len(curve["precision"])
+    if size <= n:
+        return curve
+    keep = numpy.unique(numpy.linspace(0, size - 1, n).round().astype(int))
+    return {**curve, **{k: [curve[k][i] for i in keep] for k in ("precision", "recall", "thresholds")}}
+
+
+def _snippet(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= ERROR_TEXT_CHARS else text[: ERROR_TEXT_CHARS - 1] + "…"
+
+
+def compute_report(
+    labels: Sequence[str],
+    gold: numpy.ndarray,
+    scores: numpy.ndarray,
+    *,
+    exclusive: bool,
+    mask: Optional[numpy.ndarray] = None,
+    thresholds: Optional[Dict[str, float]] = None,
+    texts: Optional[Sequence[str]] = None,
+    ids: Optional[Sequence[Any]] = None,
+    n_errors: int = 20,
+) -> Dict[str, Any]:
+    """Score predictions against gold labels.
+
+    labels (Sequence[str]): The labels, in column order.
+    gold (numpy.ndarray): Gold values (n_docs, n_labels): 1.0 positive, 0.0 negative.
+    scores (numpy.ndarray): Predicted scores (n_docs, n_labels).
+    exclusive (bool): Exclusive classes (the highest score wins) or multi-label.
+    mask (Optional[numpy.ndarray]): 1.0 where a gold value is annotated; None for all.
+    thresholds (Optional[Dict[str, float]]): Per-label decision thresholds
+        (multi-label; default 0.5).
+    texts (Optional[Sequence[str]]): The texts, for the error list.
+    ids (Optional[Sequence[Any]]): Document ids for the error list (default: index).
+    n_errors (int): How many of the most confident errors to list.
+    RETURNS (Dict[str, Any]): "summary" (accuracy, micro/macro P/R/F, macro AUC),
+        "per_label", "confusion", "pr_curves", "errors" and the settings used;
+        JSON-serializable.
+    """
+    labels = list(labels)
+    gold = numpy.asarray(gold, dtype="f")
+    scores = numpy.asarray(scores, dtype="f")
+    mask = numpy.ones_like(gold) if mask is None else numpy.asarray(mask, dtype="f")
+    thresholds = {label: (thresholds or {}).get(label, 0.5) for label in labels} if not exclusive else None
+    if exclusive:
+        # A doc counts if it has exactly one positive gold label.
+        keep = (gold * mask).sum(axis=1) == 1
+        gold, scores, mask = gold[keep], scores[keep], numpy.ones_like(gold[keep])
+        doc_index = numpy.flatnonzero(keep)
+        predicted = numpy.zeros_like(gold)
+        if len(gold):
+            predicted[numpy.arange(len(gold)), scores.argmax(axis=1)] = 1.0
+    else:
+        keep = mask.sum(axis=1) > 0
+        gold, scores, mask = gold[keep], scores[keep], mask[keep]
+        doc_index = numpy.flatnonzero(keep)
+        cut = numpy.asarray([thresholds[label] for label in labels], dtype="f")  # type: ignore[index]
+        predicted = (scores >= cut).astype("f")
+    tp = (predicted * gold * mask).sum(axis=0)
+    fp = (predicted * (1 - gold) * mask).sum(axis=0)
+    fn = ((1 - predicted) * gold * mask).sum(axis=0)
+    per_label: Dict[str, Dict[str, Any]] = {}
+    curves: Dict[str, Dict[str, Any]] = {}
+    for j, label in enumerate(labels):
+        rows = mask[:, j] == 1
+        p, r, f = _prf(tp[j], fp[j], fn[j])
+        curve = pr_curve(scores[rows, j], gold[rows, j])
+        curves[label] = _downsample(curve)
+        per_label[label] = {
+            "p": p, "r": r, "f": f,
+            "support": int(gold[rows, j].sum()),
+            "n_predicted": int(tp[j] + fp[j]),
+            "auc": roc_auc(scores[rows, j], gold[rows, j]),
+            "average_precision": curve["average_precision"],
+        }
+        if thresholds is not None:
+            per_label[label]["threshold"] = thresholds[label]
+    micro = _prf(tp.sum(), fp.sum(), fn.sum())
+    n_labels = len(labels) or 1
+    aucs = [v["auc"] for v in per_label.values() if v["auc"] is not None]
+    complete = mask.sum(axis=1) == len(labels)
+    exact = (predicted == gold).all(axis=1) & complete
+    summary = {
+        "n_docs": int(len(gold)),
+        "accuracy": float(exact.sum() / max(complete.sum(), 1)),
+        "micro_p": micro[0], "micro_r": micro[1], "micro_f": micro[2],
+        "macro_p": sum(v["p"] for v in per_label.values()) / n_labels,
+        "macro_r": sum(v["r"] for v in per_label.values()) / n_labels,
+        "macro_f": sum(v["f"] for v in per_label.values()) / n_labels,
+        "macro_auc": sum(aucs) / len(aucs) if aucs else None,
+    }
+    return {
+        "labels": labels,
+        "exclusive": exclusive,
+        "thresholds": thresholds,
+        "summary": summary,
+        "per_label": per_label,
+        "confusion": _confusion(labels, gold, predicted, mask, exclusive),
+        "pr_curves": curves,
+        "errors": _confident_errors(
+            labels, gold, scores, predicted, mask, doc_index, exclusive, thresholds, texts, ids, n_errors
+        ),
+    }
+
+
+def _confusion(labels, gold, predicted, mask, exclusive: bool) -> Dict[str, Any]:
+    if exclusive:
+        matrix = numpy.zeros((len(labels), len(labels)), dtype=int)
+        for g, p in zip(gold.argmax(axis=1), predicted.argmax(axis=1)):
+            matrix[g, p] += 1
+        return {"rows": "gold", "columns": "predicted", "labels": list(labels), "matrix": matrix.tolist()}
+    counts = {}
+    for j, label in enumerate(labels):
+        m, g, p = mask[:, j] == 1, gold[:, j], predicted[:, j]
+        counts[label] = {
+            "tp": int((m & (g == 1) & (p == 1)).sum()),
+            "fp": int((m & (g == 0) & (p == 1)).sum()),
+            "fn": int((m & (g == 1) & (p == 0)).sum()),
+            "tn": int((m & (g == 0) & (p == 0)).sum()),
+        }
+    return {"labels": list(labels), "per_label": counts}
+
+
+def _confident_errors(
+    labels, gold, scores, predicted, mask, doc_index, exclusive, thresholds, texts, ids, n_errors
+) -> List[Dict[str, Any]]:
+    """The errors the model was surest about: a wrong class with the highest
+    score (exclusive), a false positive with a high score or a false negative
+    with a low one (multi-label)."""
+    errors = []
+    for row, i in enumerate(doc_index):
+        base = {"index": int(i), "id": ids[i] if ids is not None else int(i)}
+        if texts is not None:
+            base["text"] = _snippet(texts[i])
+        gold_labels = [labels[j] for j in range(len(labels)) if gold[row, j] == 1]
+        if exclusive:
+            g, p = int(gold[row].argmax()), int(scores[row].argmax())
+            if g != p:
+                errors.append({
+                    **base, "gold": labels[g], "predicted": labels[p],
+                    "score": float(scores[row, p]), "gold_score": float(scores[row, g]),
+                    "confidence": float(scores[row, p]),
+                })
+            continue
+        predicted_labels = [labels[j] for j in range(len(labels)) if predicted[row, j] == 1]
+        for j, label in enumerate(labels):
+            if mask[row, j] == 0 or predicted[row, j] == gold[row, j]:
+                continue
+            false_positive = predicted[row, j] == 1
+            errors.append({
+                **base, "label": label, "kind": "false positive" if false_positive else "false negative",
+                "score": float(scores[row, j]), "threshold": thresholds[label],
+                "gold": gold_labels, "predicted": predicted_labels,
+                "confidence": float(scores[row, j] if false_positive else 1.0 - scores[row, j]),
+            })
+    errors.sort(key=lambda e: -e["confidence"])
+    return errors[:n_errors]
+
+
+def tune_thresholds(
+    labels: Sequence[str], gold: numpy.ndarray, scores: numpy.ndarray, mask: Optional[numpy.ndarray] = None
+) -> Dict[str, Optional[Dict[str, float]]]:
+    """Per-label thresholds that maximize each label's F1 (multi-label).
+
+    RETURNS (Dict[str, Optional[Dict[str, float]]]): For each label the threshold
+        and its F1, precision and recall (see best_f1_threshold); None for labels
+        with no positive example.
+    """
+    mask = numpy.ones_like(gold) if mask is None else mask
+    return {
+        label: best_f1_threshold(scores[mask[:, j] == 1, j], gold[mask[:, j] == 1, j])
+        for j, label in enumerate(labels)
+    }
+
+
+def to_markdown(report: Dict[str, Any], *, title: str, images: Optional[Dict[str, str]] = None,
+                baseline: Optional[Dict[str, Any]] = None, context: Optional[Dict[str, Any]] = None) -> str:
+    """Render a report (from compute_report) as markdown.
+
+    title (str): The heading.
+    images (Optional[Dict[str, str]]): "confusion" and "pr_curves" image paths,
+        relative to the markdown file.
+    baseline (Optional[Dict[str, Any]]): Another report (or its "summary" plus a
+        "name") shown beside this one in the summary table.
+    context (Optional[Dict[str, Any]]): Lines for the header list (model, data, ...).
+    RETURNS (str): The markdown text.
+    """
+    images = images or {}
+    s = report["summary"]
+    lines = [f"# {title}", ""]
+    for key, value in (context or {}).items():
+        lines.append(f"- **{key}**: {value}")
+    mode = "exclusive classes (highest score wins)" if report["exclusive"] else "multi-label (score >= threshold)"
+    lines += [f"- **documents**: {s['n_docs']}", f"- **labels** ({len(report['labels'])}): {', '.join(report['labels'])}",
+              f"- **mode**: {mode}", "", "## Summary", ""]
+    rows = [("accuracy" if report["exclusive"] else "exact match", "accuracy"), ("micro F1", "micro_f"),
+            ("macro precision", "macro_p"), ("macro recall", "macro_r"), ("macro F1", "macro_f"),
+            ("macro ROC AUC", "macro_auc")]
+    if baseline:
+        base = baseline.get("summary", baseline)
+        lines += [f"| metric | this model | {baseline.get('name', 'baseline')} |", "|---|---:|---:|"]
+        lines += [f"| {name} | {_pct(s.get(key))} | {_pct(base.get(key))} |" for name, key in rows]
+    else:
+        lines += ["| metric | value |", "|---|---:|"]
+        lines += [f"| {name} | {_pct(s.get(key))} |" for name, key in rows]
+    lines += ["", "Percentages; F1 per label from precision and recall, macro = mean over labels, "
+              "micro = from the pooled counts.", "", "## Per label", ""]
+    multi = not report["exclusive"]
+    header = "| label | precision | recall | F1 | support | predicted | ROC AUC | avg. precision |"
+    lines += [header + (" threshold |" if multi else ""), "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if multi else "")]
+    for label, v in report["per_label"].items():
+        row = (f"| {_md(label)} | {_pct(v['p'])} | {_pct(v['r'])} | {_pct(v['f'])} | {v['support']} | "
+               f"{v['n_predicted']} | {_num(v['auc'])} | {_num(v['average_precision'])} |")
+        lines.append(row + (f" {v['threshold']:.3f} |" if multi else ""))
+    lines += ["", "## Confusion matrix", ""]
+    if "confusion" in images:
+        lines += [f"![confusion matrix]({images['confusion']})", ""]
+    lines += _confusion_markdown(report["confusion"], report["exclusive"])
+    lines += ["", "## Precision-recall curves", ""]
+    if "pr_curves" in images:
+        lines += [f"![precision-recall curves]({images['pr_curves']})", ""]
+    lines += ["One curve per label (one label against the rest), with the model's operating point "
+              "marked; the legend gives the average precision.", "", "## Most confident errors", ""]
+    lines += _errors_markdown(report["errors"], report["exclusive"])
+    return "\n".join(lines) + "\n"
+
+
+def _confusion_markdown(confusion: Dict[str, Any], exclusive: bool) -> List[str]:
+    labels = confusion["labels"]
+    if exclusive:
+        lines = ["| gold \\ predicted | " + " | ".join(_md(x) for x in labels) + " |",
+                 "|---|" + "---:|" * len(labels)]
+        for label, row in zip(labels, confusion["matrix"]):
+            lines.append(f"| **{_md(label)}** | " + " | ".join(str(x) for x in row) + " |")
+        return lines
+    lines = ["| label | true pos. | false pos. | false neg. | true neg. |", "|---|---:|---:|---:|---:|"]
+    for label, c in confusion["per_label"].items():
+        lines.append(f"| {_md(label)} | {c['tp']} | {c['fp']} | {c['fn']} | {c['tn']} |")
+    return lines
+
+
+def _errors_markdown(errors: List[Dict[str, Any]], exclusive: bool) -> List[str]:
+    if not errors:
+        return ["No errors."]
+    if exclusive:
+        lines = ["| # | id | gold | predicted | score | gold's score | text |", "|---:|---|---|---|---:|---:|---|"]
+        for n, e in enumerate(errors, 1):
+            lines.append(f"| {n} | {_md(str(e['id']))} | {_md(e['gold'])} | {_md(e['predicted'])} | "
+                         f"{e['score']:.3f} | {e['gold_score']:.3f} | {_md(e.get('text', ''))} |")
+        return lines
+    lines = ["| # | id | label | error | score | threshold | gold | text |", "|---:|---|---|---|---:|---:|---|---|"]
+    for n, e in enumerate(errors, 1):
+        lines.append(f"| {n} | {_md(str(e['id']))} | {_md(e['label'])} | {e['kind']} | {e['score']:.3f} | "
+                     f"{e['threshold']:.3f} | {_md(', '.join(e['gold']))} | {_md(e.get('text', ''))} |")
+    return lines
+
+
+def _pct(value: Optional[float]) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def _num(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _md(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
