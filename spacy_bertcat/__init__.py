@@ -9,6 +9,7 @@ from .about import __version__
 from .architectures import build_bert_classifier_v1
 from .layers.chunking import configure_head_tail_v1, configure_head_v1, configure_sliding_window_v1
 from .pipeline import BertCat, BertCatMultilabel, make_bertcat, make_bertcat_multilabel
+from .training.batching import configure_batch_by_length_v1
 from .training.freezing import create_gradual_unfreezing_v1
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "configure_head_tail_v1",
     "configure_sliding_window_v1",
     "create_gradual_unfreezing_v1",
+    "configure_batch_by_length_v1",
 ]

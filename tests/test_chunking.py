@@ -81,10 +81,11 @@ def test_sliding_window_bad_settings(settings, code):
 
 
 def test_group_by_budget():
-    groups = group_by_budget([5, 50, 7, 50, 6, 100], budget=110)
-    assert groups == [[5], [1, 3], [2, 4, 0]]  # longest first; rows x longest <= budget
-    assert sorted(i for g in groups for i in g) == list(range(6))
+    groups = group_by_budget([5, 50, 7, 50, 6, 100, 45, 41], budget=110, max_padding=0.2)
+    # longest first; rows x longest <= budget; rows at most 20% shorter than the longest
+    assert groups == [[5], [1, 3], [6, 7], [2, 4], [0]]
     assert group_by_budget([300], budget=100) == [[0]]  # an over-long row stands alone
+    assert group_by_budget([10, 1, 5], budget=100, max_padding=1.0) == [[0, 2, 1]]
 
 
 def test_batches_frame_windows_with_special_tokens(tiny_bert):
@@ -94,14 +95,19 @@ def test_batches_frame_windows_with_special_tokens(tiny_bert):
     plans = chunker("head_tail", head=2)([len(i) for i in ids], 6, is_train=False)
     batches, counts = make_batches(ids, plans, tokenizer, budget=1000, device=torch.device("cpu"))
     assert counts == [1, 1]
-    [batch] = batches
-    rows = {int(r): (batch.input_ids[i], batch.attention_mask[i]) for i, r in enumerate(batch.rows)}
+    rows = {int(r): (b.input_ids[i], b.attention_mask[i]) for b in batches for i, r in enumerate(b.rows)}
     first, mask = rows[0]
     assert first.tolist() == tokenizer.prefix + ids[0][:2].tolist() + ids[0][-4:].tolist() + tokenizer.suffix
-    second, mask = rows[1]
+    assert mask.tolist() == [1] * 8
+    # a short window among longer ones is padded with the tokenizer's pad id
+    ids.append(tokenizer.encode(["good film bad"])[0])
+    plans = chunker("head")([len(i) for i in ids], 4, is_train=False)
+    [batch] = make_batches(ids[1:], plans[1:], tokenizer, budget=1000, device=torch.device("cpu"), max_padding=1.0)[0]
+    short, mask = batch.input_ids[list(batch.rows).index(0)], batch.attention_mask[list(batch.rows).index(0)]
     length = len(tokenizer.prefix) + len(ids[1]) + len(tokenizer.suffix)
-    assert mask.tolist() == [1] * length + [0] * (8 - length)
-    assert second[length:].tolist() == [tokenizer.pad_id] * (8 - length)
+    width = batch.input_ids.shape[1]
+    assert mask.tolist() == [1] * length + [0] * (width - length)
+    assert short[length:].tolist() == [tokenizer.pad_id] * (width - length)
 
 
 @pytest.mark.parametrize("name", ["mean", "max", "attention"])

@@ -39,9 +39,8 @@ def test_frozen_parameters_do_not_change(tiny_bert, tmp_path, settings, frozen_p
     moved = changed(before, state(pipe))
     frozen = {n for n in before if any(n.startswith(p) for p in frozen_prefixes)}
     assert frozen and not (moved & frozen)  # bit-identical, weight decay included
-    assert moved == set(before) - frozen - {"hf_model.bert.embeddings.token_type_embeddings.weight"} or moved >= {
-        "hf_model.classifier.weight", "hf_model.bert.pooler.dense.weight"
-    }
+    assert moved >= {"hf_model.classifier.weight", "hf_model.bert.pooler.dense.weight"}
+    assert moved >= {n for n in before if n.startswith("hf_model.bert.encoder.layer.1.")} - frozen
     nlp.to_disk(tmp_path / "p")
     loaded = spacy.load(tmp_path / "p")
     for name, param in loaded.get_pipe("bertcat").model.shims[0].model.named_parameters():

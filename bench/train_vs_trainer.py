@@ -1,0 +1,160 @@
+"""Training speed and accuracy: bertcat through `spacy train` vs `transformers.Trainer`.
+
+Same model (packaged all-MiniLM-L6-v2), data sample, steps, batch size, learning
+rate and schedule (linear warmup + decay), weight decay 0.01 without biases/norms,
+gradient clipping 1.0, max length, seed; head truncation on both sides. Wall time
+covers model loading and training (spaCy's includes its two small dev evaluations and
+saving). Accuracy is measured on the same test sample, each side predicting its own way.
+
+    python bench/train_vs_trainer.py --dataset ag_news --train 3000 --steps 300
+"""
+import argparse
+import json
+import random
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import (  # noqa: E402
+    DEFAULT_DATA, accuracy_macro_f1, label_set, minilm_path, read_jsonl, timer, to_docbin, write_results,
+)
+
+CONFIG = Path(__file__).parent.parent / "configs" / "bertcat.cfg"
+
+
+def run_spacy(train, dev, test, labels, args, tmp: Path, batcher: str):
+    import spacy
+    from spacy.cli.train import train as spacy_train
+
+    overrides = {
+        "paths.train": to_docbin(train, labels, tmp / "train.spacy"),
+        "paths.dev": to_docbin(dev, labels, tmp / "dev.spacy"),
+        "components.bertcat.model.name": args.model,
+        "components.bertcat.model.max_length": args.max_length,
+        "components.bertcat.model.chunking": {"@misc": "spacy-bertcat.head.v1"},
+        "training.max_steps": args.steps,
+        "training.eval_frequency": args.steps,
+        "training.seed": args.seed,
+        "training.batcher.size": args.batch_size,
+        "training.optimizer.learn_rate.initial_rate": args.lr,
+        "training.optimizer.learn_rate.warmup_steps": args.warmup,
+        "training.logger.progress_bar": False,
+    }
+    if batcher == "random":
+        overrides["training.batcher"] = {"@batchers": "spacy.batch_by_sequence.v1", "size": args.batch_size, "get_length": None}
+    if args.attention_dropout is not None:
+        overrides["components.bertcat.model.attention_dropout"] = args.attention_dropout
+    with timer() as train_time:
+        spacy_train(CONFIG, tmp / "out", overrides=overrides)
+    nlp = spacy.load(tmp / "out" / "model-last")
+    with timer() as predict_time:
+        predicted = [max(doc.cats, key=doc.cats.get) for doc in nlp.pipe([t for t, _ in test], batch_size=64)]
+    return train_time["seconds"], predicted, predict_time["seconds"]
+
+
+def run_trainer(train, test, labels, args, tmp: Path, group_by_length: bool):
+    from transformers import (
+        AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments,
+    )
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    index = {label: i for i, label in enumerate(labels)}
+
+    class Dataset(torch.utils.data.Dataset):
+        def __init__(self, records):
+            self.encodings = tokenizer([t for t, _ in records], truncation=True, max_length=args.max_length)
+            self.labels = [index[gold[0]] for _, gold in records]
+
+        def __len__(self):
+            return len(self.labels)
+
+        def __getitem__(self, i):
+            item = {k: v[i] for k, v in self.encodings.items()}
+            item["labels"] = self.labels[i]
+            return item
+
+    with timer() as train_time:
+        tokenizer = AutoTokenizer.from_pretrained(args.model)
+        extra = {} if args.attention_dropout is None else {"attention_probs_dropout_prob": args.attention_dropout}
+        torch.manual_seed(args.seed)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            args.model, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=index,
+            attn_implementation="sdpa", **extra,
+        )
+        training_args = TrainingArguments(
+            output_dir=str(tmp / "hf"), max_steps=args.steps, per_device_train_batch_size=args.batch_size,
+            learning_rate=args.lr, warmup_steps=args.warmup, lr_scheduler_type="linear", weight_decay=0.01,
+            max_grad_norm=1.0, seed=args.seed, save_strategy="no", report_to=[], logging_steps=args.steps,
+            disable_tqdm=True, use_cpu=not torch.cuda.is_available(), group_by_length=group_by_length,
+            dataloader_num_workers=0,
+        )
+        trainer = Trainer(model=model, args=training_args, train_dataset=Dataset(train),
+                          data_collator=DataCollatorWithPadding(tokenizer))
+        trainer.train()
+    with timer() as predict_time:
+        output = trainer.predict(Dataset(test))
+    predicted = [labels[i] for i in numpy.argmax(output.predictions, axis=1)]
+    return train_time["seconds"], predicted, predict_time["seconds"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="ag_news")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--model", default=None, help="model directory (default: the packaged MiniLM)")
+    parser.add_argument("--train", type=int, default=3000)
+    parser.add_argument("--test", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--attention-dropout", type=float, default=None, help="set on both sides (default: the model's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--variants", default="bertcat,trainer,trainer_grouped",
+                        help="comma list of bertcat, bertcat_random, trainer, trainer_grouped")
+    args = parser.parse_args()
+    args.model = args.model or minilm_path()
+    command = "python bench/train_vs_trainer.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    folder = args.data_dir / args.dataset
+    pool = read_jsonl(folder / "train.jsonl", limit=args.train + 32, seed=args.seed)
+    train, dev = pool[: args.train], pool[args.train:]
+    test = read_jsonl(folder / "test.jsonl", limit=args.test, seed=args.seed)
+    labels = label_set(train, test)
+    gold = [g[0] for _, g in test]
+    rows = []
+    for variant in args.variants.split(","):
+        random.seed(args.seed)
+        with tempfile.TemporaryDirectory() as tmp:
+            if variant.startswith("bertcat"):
+                batcher = "random" if variant == "bertcat_random" else "length"
+                seconds, predicted, predict_seconds = run_spacy(train, dev, test, labels, args, Path(tmp), batcher)
+            else:
+                seconds, predicted, predict_seconds = run_trainer(
+                    train, test, labels, args, Path(tmp), group_by_length=variant == "trainer_grouped")
+        row = {"system": variant, "train_s": seconds, "examples_per_s": args.steps * args.batch_size / seconds,
+               **accuracy_macro_f1(gold, predicted, labels), "predict_docs_per_s": len(test) / predict_seconds}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    reference = next((r for r in rows if r["system"] == "trainer"), None)
+    for row in rows:
+        row["speed_vs_trainer"] = row["examples_per_s"] / reference["examples_per_s"] if reference else None
+    name = f"train_vs_trainer_{args.dataset}"
+    notes = (f"{args.dataset}: {len(train)} train / {len(test)} test examples, {args.steps} steps x batch "
+             f"{args.batch_size}, lr {args.lr} (warmup {args.warmup}, linear decay), max_length {args.max_length}, "
+             f"seed {args.seed}, attention dropout {'model default' if args.attention_dropout is None else args.attention_dropout}. "
+             "bertcat = `spacy train` with configs/bertcat.cfg (head truncation, length-grouped batches); "
+             "bertcat_random = the same with spaCy's batch_by_sequence; trainer = Trainer defaults; "
+             "trainer_grouped = Trainer with group_by_length=True.")
+    write_results(name, command, rows, ["system", "train_s", "examples_per_s", "speed_vs_trainer", "accuracy",
+                                        "macro_f1", "predict_docs_per_s"], notes, {"args": {k: str(v) for k, v in vars(args).items()}})
+
+
+if __name__ == "__main__":
+    main()
