@@ -49,8 +49,13 @@ def run_spacy(train, dev, test, labels, args, tmp: Path, batcher: str):
         overrides["training.batcher"] = {"@batchers": "spacy.batch_by_sequence.v1", "size": args.batch_size, "get_length": None}
     if args.attention_dropout is not None:
         overrides["components.bertcat.model.attention_dropout"] = args.attention_dropout
+    if args.bf16:
+        overrides["components.bertcat.model.mixed_precision"] = True
+        overrides["components.bertcat.model.amp_dtype"] = "bfloat16"
     with timer() as train_time:
-        spacy_train(CONFIG, tmp / "out", overrides=overrides)
+        spacy_train(CONFIG, tmp / "out", overrides=overrides, use_gpu=0 if args.gpu else -1)
+    if args.gpu:
+        spacy.require_gpu(0)
     nlp = spacy.load(tmp / "out" / "model-last")
     with timer() as predict_time:
         predicted = [max(doc.cats, key=doc.cats.get) for doc in nlp.pipe([t for t, _ in test], batch_size=64)]
@@ -91,8 +96,8 @@ def run_trainer(train, test, labels, args, tmp: Path, group_by_length: bool):
             output_dir=str(tmp / "hf"), max_steps=args.steps, per_device_train_batch_size=args.batch_size,
             learning_rate=args.lr, warmup_steps=args.warmup, lr_scheduler_type="linear", weight_decay=0.01,
             max_grad_norm=1.0, seed=args.seed, save_strategy="no", report_to=[], logging_steps=args.steps,
-            disable_tqdm=True, use_cpu=not torch.cuda.is_available(), group_by_length=group_by_length,
-            dataloader_num_workers=0,
+            disable_tqdm=True, use_cpu=not args.gpu, group_by_length=group_by_length,
+            dataloader_num_workers=0, bf16=args.bf16, per_device_eval_batch_size=64,
         )
         trainer = Trainer(model=model, args=training_args, train_dataset=Dataset(train),
                           data_collator=DataCollatorWithPadding(tokenizer))
@@ -117,6 +122,9 @@ def main():
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--attention-dropout", type=float, default=None, help="set on both sides (default: the model's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gpu", action="store_true", help="train on GPU 0 (spacy train --gpu-id 0)")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast on both sides")
+    parser.add_argument("--peak-tflops", type=float, default=989.4, help="GPU peak dense bf16 TFLOP/s (H100 SXM)")
     parser.add_argument("--variants", default="bertcat,trainer,trainer_grouped",
                         help="comma list of bertcat, bertcat_random, trainer, trainer_grouped")
     args = parser.parse_args()
@@ -131,20 +139,28 @@ def main():
     rows = []
     for variant in args.variants.split(","):
         random.seed(args.seed)
-        with tempfile.TemporaryDirectory() as tmp:
-            if variant.startswith("bertcat"):
-                batcher = "random" if variant == "bertcat_random" else "length"
-                seconds, predicted, predict_seconds = run_spacy(train, dev, test, labels, args, Path(tmp), batcher)
-            else:
-                seconds, predicted, predict_seconds = run_trainer(
-                    train, test, labels, args, Path(tmp), group_by_length=variant == "trainer_grouped")
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                if variant.startswith("bertcat"):
+                    batcher = "random" if variant == "bertcat_random" else "length"
+                    seconds, predicted, predict_seconds = run_spacy(train, dev, test, labels, args, Path(tmp), batcher)
+                else:
+                    seconds, predicted, predict_seconds = run_trainer(
+                        train, test, labels, args, Path(tmp), group_by_length=variant == "trainer_grouped")
+        except Exception as e:  # keep the other systems' results
+            print(f"{variant} failed: {e!r}", file=sys.stderr, flush=True)
+            continue
         row = {"system": variant, "train_s": seconds, "examples_per_s": args.steps * args.batch_size / seconds,
                **accuracy_macro_f1(gold, predicted, labels), "predict_docs_per_s": len(test) / predict_seconds}
         rows.append(row)
         print(json.dumps(row), flush=True)
     reference = next((r for r in rows if r["system"] == "trainer"), None)
+    tokens_per_example, flops_per_token = model_cost(args, train)
     for row in rows:
         row["speed_vs_trainer"] = row["examples_per_s"] / reference["examples_per_s"] if reference else None
+        if args.gpu:  # model FLOP utilization: 6 x non-embedding params per token, plus attention
+            flops = row["examples_per_s"] * tokens_per_example * flops_per_token
+            row["mfu_vs_peak_bf16"] = flops / (args.peak_tflops * 1e12)
     name = f"train_vs_trainer_{args.dataset}"
     notes = (f"{args.dataset}: {len(train)} train / {len(test)} test examples, {args.steps} steps x batch "
              f"{args.batch_size}, lr {args.lr} (warmup {args.warmup}, linear decay), max_length {args.max_length}, "
@@ -152,8 +168,27 @@ def main():
              "bertcat = `spacy train` with configs/bertcat.cfg (head truncation, length-grouped batches); "
              "bertcat_random = the same with spaCy's batch_by_sequence; trainer = Trainer defaults; "
              "trainer_grouped = Trainer with group_by_length=True.")
-    write_results(name, command, rows, ["system", "train_s", "examples_per_s", "speed_vs_trainer", "accuracy",
-                                        "macro_f1", "predict_docs_per_s"], notes, {"args": {k: str(v) for k, v in vars(args).items()}})
+    columns = ["system", "train_s", "examples_per_s", "speed_vs_trainer", "accuracy", "macro_f1", "predict_docs_per_s"]
+    if args.gpu:
+        name += "_gpu"
+        columns.append("mfu_vs_peak_bf16")
+        notes += (f" GPU run{' with bf16 autocast' if args.bf16 else ''}; mfu_vs_peak_bf16 = (6 N + 12 L d T) FLOPs per "
+                  f"real wordpiece x wordpieces/s / {args.peak_tflops} TFLOP/s (N non-embedding parameters, T mean length).")
+    write_results(name, command, rows, columns, notes, {"args": {k: str(v) for k, v in vars(args).items()}})
+
+
+def model_cost(args, train):
+    """RETURNS (Tuple[float, float]): Mean real wordpieces per training example, and
+    training FLOPs per wordpiece (forward + backward)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    lengths = [len(ids) for ids in tokenizer([t for t, _ in train], truncation=True, max_length=args.max_length)["input_ids"]]
+    config = AutoConfig.from_pretrained(args.model)
+    d, layers = config.hidden_size, config.num_hidden_layers
+    params = layers * (4 * d * d + 2 * d * config.intermediate_size)
+    mean = sum(lengths) / len(lengths)
+    return mean, 6 * params + 12 * layers * d * mean
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Union
 import numpy
 import spacy
 import srsly
+from spacy.attrs import IS_SPACE
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc
@@ -213,7 +214,7 @@ class BertCat(TrainablePipe):
         docs = list(docs)
         n_labels = len(self.labels)
         scores = numpy.full((len(docs), n_labels), self._empty_score(n_labels), dtype="f")
-        rows = [i for i, doc in enumerate(docs) if doc.text.strip()]
+        rows = [i for i, doc in enumerate(docs) if has_content(doc)]
         if rows:
             logits = self.model.predict([docs[i] for i in rows])
             scores[rows] = self.model.ops.to_numpy(self._activation(logits))
@@ -380,6 +381,12 @@ class BertCat(TrainablePipe):
                     strategy=chunking.name, detail=chunking.describe(window, is_train=True),
                 )
             )
+
+
+def has_content(doc: Doc) -> bool:
+    """Whether a doc has a token that is not whitespace (without building doc.text,
+    which costs a Python object per token)."""
+    return len(doc) > 0 and not doc.to_array(IS_SPACE).all()
 
 
 class BertCatMultilabel(BertCat):

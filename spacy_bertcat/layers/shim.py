@@ -96,7 +96,8 @@ class BertCatShim(PyTorchShim):
 
     def predict(self, batches: List[WindowBatch], counts: List[int]) -> torch.Tensor:
         """RETURNS (torch.Tensor): Document logits, without autograd."""
-        self._model.eval()
+        if self._model.training:  # switching walks every module: only when needed
+            self._model.eval()
         with torch.inference_mode(), self._autocast():
             return self._model(batches, counts)
 
@@ -110,7 +111,8 @@ class BertCatShim(PyTorchShim):
         RETURNS (Tuple[torch.Tensor, Callable]): Document logits, and a callback
             taking the gradient of the mean loss over these documents.
         """
-        self._model.train()
+        if not self._model.training:
+            self._model.train()
         with self._autocast():
             logits = self._model(batches, counts, recompute=recompute)
         n_docs = len(counts)
