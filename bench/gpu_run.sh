@@ -5,7 +5,7 @@
 set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, transformers, spacy, thinc, cupy, spacy_bertcat; print(torch.__version__, transformers.__version__, spacy.__version__, thinc.__version__, cupy.__version__)" | tee -a "$OUT/gpu.txt"
 python3 bench/make_random_bert.py .gpudata/bert-base --tokenizer .gpudata/tokenizer
