@@ -26,14 +26,17 @@ demo: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(PY) -m spacy project run all
 
 test: $(VENV)/.installed
-	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 BERTCAT_OTHER_PYTHON=$(BERTCAT_OTHER_PYTHON) $(PY) -m pytest -q tests $(PYTEST_ARGS)
 
 test-slow: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests --slow $(PYTEST_ARGS)
 
-# The suite against the newest transformers 5.x, without spacy-transformers.
+# The suite against the newest transformers 5.x, without spacy-transformers. With the
+# default environment present, pipelines are also saved under one version and loaded
+# under the other (tests/test_version_drift.py).
 test-tf5:
-	$(MAKE) test VENV=.venv-tf5 EXTRAS=test,bench EXTRA_PIP="transformers>=5"
+	$(MAKE) test VENV=.venv-tf5 EXTRAS=test,bench EXTRA_PIP="transformers>=5" \
+		$(if $(wildcard .venv/bin/python),BERTCAT_OTHER_PYTHON=$(CURDIR)/.venv/bin/python)
 
 clean:
 	rm -rf $(VENV) .venv-tf5 training corpus metrics packages reports

@@ -6,6 +6,7 @@ softmax (``bertcat``: scores sum to 1) or sigmoid (``bertcat_multilabel``) and w
 ``self.cfg`` and are fixed at initialize, when the model's head is sized.
 """
 import logging
+import math
 import warnings
 from itertools import islice
 from pathlib import Path
@@ -247,7 +248,8 @@ class BertCat(TrainablePipe):
             logits, backprop = self.model.begin_update([eg.predicted for eg in examples])
             loss, d_logits = self.get_loss(examples, logits)
             backprop(d_logits)
-            losses[self.name] += loss
+            if math.isfinite(loss):  # else the step is skipped and reported by finish_update
+                losses[self.name] += loss
         if sgd is not None:
             self.finish_update(sgd)
         return losses

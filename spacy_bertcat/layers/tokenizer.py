@@ -6,6 +6,7 @@ special tokens. Only the Rust ``tokenizers.Tokenizer`` is kept and serialized (a
 JSON), so a saved pipeline does not depend on transformers' tokenizer classes, which
 differ between transformers 4 and 5.
 """
+import os
 from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy
@@ -13,6 +14,27 @@ import srsly
 from tokenizers import Tokenizer
 
 Ids = numpy.ndarray  # 1d int64 array of wordpiece ids
+_PARALLELISM = "TOKENIZERS_PARALLELISM"
+_set_for_fork = False
+
+
+def _before_fork() -> None:
+    """Forked workers (`nlp.pipe(n_process=2)`) must not use the Rust tokenizer's
+    thread pool; saying so before the fork spares them its deadlock warning."""
+    global _set_for_fork
+    if _PARALLELISM not in os.environ:
+        os.environ[_PARALLELISM] = "false"
+        _set_for_fork = True
+
+
+def _after_fork_in_parent() -> None:
+    global _set_for_fork
+    if _set_for_fork:
+        os.environ.pop(_PARALLELISM, None)
+        _set_for_fork = False
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent)
 
 
 class WordpieceTokenizer:
