@@ -164,3 +164,16 @@ def test_fuzz_pipe(trained, texts, batch_size):
         assert numpy.isfinite(values).all() and values.sum() == pytest.approx(1.0, abs=1e-5)
     if texts:
         assert_same_cats([d.cats for d in docs], [trained(t).cats for t in texts])
+
+
+def test_concurrent_prediction_from_threads(tiny_bert):
+    from concurrent.futures import ThreadPoolExecutor
+
+    chunking = {**SLIDING, "aggregation": "attention"}
+    nlp, examples, optimizer = make_nlp(tiny_bert, chunking=chunking)
+    torch.nn.init.normal_(nlp.get_pipe("bertcat").model.shims[0].model.aggregation.score.weight)
+    texts = [f"good {'film ' * n} bad {'movie ' * (60 - n)}" for n in range(0, 60, 3)]
+    expected = [nlp(t).cats for t in texts]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda t: nlp(t).cats, texts * 3))
+    assert_same_cats(results, expected * 3)

@@ -6,6 +6,7 @@ into document logits. When a training batch needs several window batches, each i
 checkpointed: only one window batch's activations are alive at a time, so memory
 stays bounded for any document length, at the cost of recomputing the forward pass.
 """
+import threading
 from typing import List, Optional, Tuple
 
 import torch
@@ -14,6 +15,15 @@ from torch.utils.checkpoint import checkpoint
 
 from .aggregation import build_aggregation
 from .batching import WindowBatch
+
+
+# The first-token hidden states of the last encoder call, per thread: written by a
+# forward hook on the encoder, so concurrent predictions don't see each other's.
+_captured = threading.local()
+
+
+def _capture_first_token(module: nn.Module, args, output) -> None:
+    _captured.hidden = output[0][:, 0]
 
 
 class WindowClassifier(nn.Module):
@@ -28,24 +38,17 @@ class WindowClassifier(nn.Module):
         self.hf_model = hf_model
         self.aggregation_name = aggregation
         self.aggregation = build_aggregation(aggregation, hf_model.config.hidden_size)
+        if self.aggregation.needs_hidden:
+            hf_model.base_model.register_forward_hook(_capture_first_token)
 
     def classify_windows(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """RETURNS (Tuple[torch.Tensor, Optional[torch.Tensor]]): The windows' logits
         and, if the aggregation needs them, their first-token hidden states."""
-        captured: List[torch.Tensor] = []
-        handle = None
-        if self.aggregation.needs_hidden:
-            handle = self.hf_model.base_model.register_forward_hook(
-                lambda module, args, output: captured.append(output[0][:, 0])
-            )
-        try:
-            out = self.hf_model(input_ids=input_ids, attention_mask=attention_mask)
-        finally:
-            if handle is not None:
-                handle.remove()
-        return out.logits, (captured[-1] if captured else None)
+        logits = self.hf_model(input_ids=input_ids, attention_mask=attention_mask).logits
+        hidden = _captured.__dict__.pop("hidden", None) if self.aggregation.needs_hidden else None
+        return logits, hidden
 
     def forward(
         self, batches: List[WindowBatch], counts: List[int], *, recompute: bool = False
