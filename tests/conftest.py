@@ -1,5 +1,4 @@
 import os
-import warnings
 
 import pytest
 
@@ -43,6 +42,3 @@ def _seed():
     from thinc.api import fix_random_seed
 
     fix_random_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("default")
-        yield

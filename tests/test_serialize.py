@@ -39,6 +39,7 @@ def test_load_in_new_process_offline(tiny_bert, tmp_path, factory, data):
     assert_same_cats(json.loads(out.stdout.strip().splitlines()[-1]), expected)
 
 
+@pytest.mark.filterwarnings("ignore:.*BCW001")
 def test_bytes_roundtrip_keeps_settings(tiny_bert):
     nlp = trained(tiny_bert, "bertcat_multilabel", MULTI_DATA)
     pipe = nlp.get_pipe("bertcat_multilabel")

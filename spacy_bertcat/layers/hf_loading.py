@@ -39,6 +39,8 @@ def load_pretrained_config(
     """Load a model's config with the label mapping and dropout settings applied."""
     from transformers import AutoConfig
 
+    if looks_like_path(name) and not Path(name).expanduser().is_dir():  # don't ask the Hub
+        raise ValueError(Errors.BC006.format(model=name, reason="no such directory"))
     try:
         with quiet_transformers():
             config = AutoConfig.from_pretrained(name)
@@ -123,8 +125,9 @@ def load_tokenizer(
     return WordpieceTokenizer(hf_tokenizer.backend_tokenizer, pad_id=pad_id), limit
 
 
-def is_local(name: str) -> bool:
-    return Path(name).expanduser().is_dir()
+def looks_like_path(name: str) -> bool:
+    """Whether a name can only be a path (Hub ids are "name" or "org/name")."""
+    return name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1
 
 
 def _reason(error: Exception) -> str:
