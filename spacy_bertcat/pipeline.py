@@ -10,7 +10,7 @@ import math
 import warnings
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy
 import spacy
@@ -242,11 +242,11 @@ class BertCat(TrainablePipe):
         losses.setdefault(self.name, 0.0)
         validate_examples(examples, f"{type(self).__name__}.update")
         examples = list(examples)
-        _, mask = self._truth(examples)
-        examples = [eg for eg, row in zip(examples, mask) if row.any()]
-        if examples:
-            logits, backprop = self.model.begin_update([eg.predicted for eg in examples])
-            loss, d_logits = self.get_loss(examples, logits)
+        truth, mask = self._truth(examples)
+        keep = [i for i, row in enumerate(mask) if row.any()]
+        if keep:
+            logits, backprop = self.model.begin_update([examples[i].predicted for i in keep])
+            loss, d_logits = self._loss(logits, truth[keep], mask[keep])
             backprop(d_logits)
             if math.isfinite(loss):  # else the step is skipped and reported by finish_update
                 losses[self.name] += loss
@@ -254,16 +254,18 @@ class BertCat(TrainablePipe):
             self.finish_update(sgd)
         return losses
 
-    def get_loss(self, examples: Iterable[Example], scores: Floats2d):
+    def get_loss(self, examples: Iterable[Example], scores: Floats2d) -> Tuple[float, Floats2d]:
         """The loss and its gradient, for *logits* (what the model outputs).
 
         RETURNS (Tuple[float, Floats2d]): Mean loss over annotated docs, d(loss)/d(logits).
         """
         truth, mask = self._truth(examples)
+        return self._loss(scores, truth, mask)
+
+    def _loss(self, logits: Floats2d, truth: numpy.ndarray, mask: numpy.ndarray) -> Tuple[float, Floats2d]:
         ops = self.model.ops
         loss_fn = softmax_cross_entropy if self.exclusive else sigmoid_binary_cross_entropy
-        loss, d_logits = loss_fn(ops.xp, scores, ops.asarray2f(truth), ops.asarray2f(mask), self.cfg["label_weights"])
-        return loss, d_logits
+        return loss_fn(ops.xp, logits, ops.asarray2f(truth), ops.asarray2f(mask), self.cfg["label_weights"])
 
     def finish_update(self, sgd: Optimizer) -> None:
         self.model.finish_update(sgd)
@@ -298,8 +300,21 @@ class BertCat(TrainablePipe):
 
     @property
     def truncation_stats(self) -> Dict[str, int]:
+        """RETURNS (Dict[str, int]): Documents seen in training and prediction since
+        the component was created, and how many were truncated."""
         stats = self.model.attrs["truncation"]
-        return {"n_docs": stats.n_docs, "n_truncated": stats.n_truncated}
+        return {key: getattr(stats, key) for key in ("train_docs", "train_truncated", "predict_docs", "predict_truncated")}
+
+    def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, Any]:
+        """Score with the component's scorer; during training (each evaluation of
+        `spacy train`) also log how many training documents were truncated so far."""
+        stats = self.truncation_stats
+        if stats["train_docs"]:
+            logger.info(
+                f"{self.name}: {stats['train_truncated']} of {stats['train_docs']} training documents seen so far "
+                f"were truncated by the chunking strategy '{self.model.attrs['chunking'].name}'"
+            )
+        return super().score(examples, **kwargs)
 
     def to_disk(self, path: Union[str, Path], *, exclude=tuple()) -> None:
         """Save like TrainablePipe.to_disk, but write each file atomically, so an

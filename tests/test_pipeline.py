@@ -220,3 +220,16 @@ def test_multilabel_thresholds_property(tiny_bert):
     assert pipe.thresholds == {"business": 0.5, "sport": 0.5, "tech": 0.3}
     with pytest.raises(ValueError, match="BC018"):
         pipe.set_thresholds({"tech": 1.5})
+
+
+def test_truncation_is_reported_in_training(tiny_bert, caplog):
+    data = SINGLE_DATA + [("good film " * 40, {"POS": 1.0, "NEG": 0.0})]
+    with caplog.at_level("INFO", logger="spacy.bertcat"):
+        nlp, examples, optimizer = make_nlp(tiny_bert, data=data)
+        assert "BCW005" in caplog.text and "1 of 5 training documents (20.0%)" in caplog.text
+        nlp.update(examples, sgd=optimizer)
+        pipe = nlp.get_pipe("bertcat")
+        assert pipe.truncation_stats["train_docs"] == 5 and pipe.truncation_stats["train_truncated"] == 1
+        caplog.clear()
+        pipe.score(examples)
+        assert "1 of 5 training documents seen so far were truncated" in caplog.text

@@ -25,17 +25,20 @@ _NO_LIMIT = 10**6
 
 @dataclass
 class TruncationStats:
-    """Documents seen, and those whose text the chunking did not read whole. Not
-    serialized (thinc skips attrs that msgpack cannot encode)."""
+    """Documents seen in training and prediction, and those whose text the chunking
+    did not read whole. Not serialized (thinc skips attrs msgpack cannot encode)."""
 
-    n_docs: int = 0
-    n_truncated: int = 0
+    train_docs: int = 0
+    train_truncated: int = 0
+    predict_docs: int = 0
+    predict_truncated: int = 0
     last_batch: List[bool] = field(default_factory=list)
 
-    def record(self, plans: List[DocWindows]) -> None:
+    def record(self, plans: List[DocWindows], is_train: bool) -> None:
         self.last_batch = [plan.truncated for plan in plans]
-        self.n_docs += len(plans)
-        self.n_truncated += sum(self.last_batch)
+        prefix = "train" if is_train else "predict"
+        setattr(self, f"{prefix}_docs", getattr(self, f"{prefix}_docs") + len(plans))
+        setattr(self, f"{prefix}_truncated", getattr(self, f"{prefix}_truncated") + sum(self.last_batch))
 
 
 def BertClassifierModel(
@@ -90,7 +93,7 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[Floats2d, Ca
     doc_ids = shim.tokenizer.encode([doc.text for doc in docs])  # type: ignore[union-attr]
     chunking: Chunker = model.attrs["chunking"]
     plans = chunking([len(ids) for ids in doc_ids], model.attrs["window"], is_train=is_train)
-    model.attrs["truncation"].record(plans)
+    model.attrs["truncation"].record(plans, is_train)
     budget = model.attrs["max_batch_wordpieces"]
     batches, counts = make_batches(doc_ids, plans, shim.tokenizer, budget, shim.device)
     if not is_train:
