@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# All CPU benchmarks, one after the other (timings need an otherwise idle machine).
+# Results: bench/results/*.json and *.md. About two hours on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+export HF_HUB_OFFLINE=1
+$PY bench/train_vs_trainer.py --dataset ag_news --train 3000 --test 1000 --steps 300 --batch-size 16 --lr 1e-4 --warmup 30 --max-length 128
+$PY bench/train_vs_trainer.py --dataset sst2 --train 4800 --test 1821 --steps 300 --batch-size 16 --lr 1e-4 --warmup 30 --max-length 64
+$PY bench/predict_vs_pipeline.py --short 512 --long 128
+$PY bench/chunking.py --datasets bbc_news,imdb --max-length 128 --steps 150 --train 1200 --test 300 --test-long 200
+$PY bench/finetuning.py --dataset ag_news --sizes 500,2000 --seeds 0,1,2 --epochs 2 --max-length 64
