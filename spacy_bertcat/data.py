@@ -1,5 +1,5 @@
 """Classification data in and out: JSONL / CSV / text files, folders of text files,
-record validation, the seeded stratified split, and ``.spacy`` DocBins.
+record validation, and ``.spacy`` DocBins (the split is in splits.py).
 
 Shared by the CLI (``convert``, ``evaluate``, ``predict``, ``find-thresholds``) and
 the project scripts. A *record* is one text with its labels, read from one line (or
@@ -14,8 +14,6 @@ Label fields (``label_field``, detected from the first record when not given):
 """
 import csv
 import json
-import random
-from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -113,20 +111,42 @@ def read_rows(path: Union[str, Path], file_format: Optional[str] = None) -> Iter
                         raise ValueError(Errors.BC030.format(path=path, line=i, problem=problem))
                     yield i, row
             elif file_format in ("csv", "tsv"):
-                reader = csv.DictReader(file_, delimiter="\t" if file_format == "tsv" else ",")
-                start = reader.line_num + 2  # after the header
+                lines = _LineCounter(file_)
+                reader = csv.DictReader(lines, delimiter="\t" if file_format == "tsv" else ",")
+                reader.fieldnames  # read the header
+                lines.first = None
                 for row in reader:
+                    start, lines.first = lines.first, None  # the row's first line
                     if None in row or any(value is None for value in row.values()):
                         problem = f"it has {len(reader.fieldnames or [])} columns in the header but a different number here"
                         raise ValueError(Errors.BC030.format(path=path, line=start, problem=problem))
                     yield start, dict(row)
-                    start = reader.line_num + 1
             else:  # txt
                 for i, line in enumerate(file_, start=1):
                     if line.strip():
                         yield i, {"text": line.rstrip("\r\n")}
         except UnicodeDecodeError as e:
             raise ValueError(Errors.BC043.format(path=path, detail=f"it is not UTF-8 text ({e.reason})")) from e
+
+
+class _LineCounter:
+    """Iterate over a file's lines, noting the number of the first non-blank line
+    read since `first` was last reset (the start of a CSV record)."""
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self._lines = iter(lines)
+        self.n = 0
+        self.first: Optional[int] = None
+
+    def __iter__(self) -> "_LineCounter":
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self.n += 1
+        if self.first is None and line.strip():
+            self.first = self.n
+        return line
 
 
 def _read_folders(path: Path) -> Iterator[Tuple[int, Dict[str, Any]]]:
@@ -279,85 +299,6 @@ def check_labels(records: Sequence[Record], exclusive: bool, path: Union[str, Pa
     if exclusive and len(labels) < 2:
         raise ValueError(Errors.BC037.format(path=path, n=len(labels), labels=labels))
     return labels
-
-
-def parse_fractions(value: str) -> Tuple[float, ...]:
-    """Parse "0.8,0.1,0.1" (train, dev, test) or "0.9,0.1" (train, dev).
-
-    RETURNS (Tuple[float, ...]): The fractions.
-    """
-    try:
-        fractions = tuple(float(part) for part in value.split(","))
-    except ValueError:
-        raise ValueError(Errors.BC036.format(value=value, detail="use numbers separated by commas")) from None
-    if not 2 <= len(fractions) <= 3:
-        raise ValueError(Errors.BC036.format(value=value, detail="give two (train, dev) or three (train, dev, test) fractions"))
-    if any(f <= 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
-        raise ValueError(Errors.BC036.format(value=value, detail="each must be positive and they must add up to 1"))
-    return fractions
-
-
-def _dedup_key(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
-def split_records(
-    records: Sequence[Record], fractions: Sequence[float], *, seed: int = 0
-) -> List[List[Record]]:
-    """Split records at random into parts of the given sizes, stratified by label.
-
-    Stratified: each label (exclusive data) or label combination (multi-label data;
-    combinations rarer than the number of parts count under their rarest label)
-    is spread over the parts in the given proportions, to the nearest record.
-    Texts that are the same up to case and whitespace stay in one part, so
-    duplicates never leak from train into test. The result depends only on the
-    records, their order and the seed.
-
-    records (Sequence[Record]): The records.
-    fractions (Sequence[float]): The share of each part, adding up to 1.
-    seed (int): The random seed.
-    RETURNS (List[List[Record]]): The records of each part, in input order.
-    """
-    groups: Dict[str, List[int]] = defaultdict(list)
-    for i, record in enumerate(records):
-        groups[_dedup_key(record.text)].append(i)
-    label_freq = Counter(label for r in records for label in r.positives)
-    combo_freq = Counter(tuple(r.positives) for r in records)
-
-    def stratum(record: Record) -> str:
-        combo = tuple(record.positives)
-        if len(combo) <= 1 or combo_freq[combo] >= len(fractions):
-            return "|".join(combo)
-        return min(combo, key=lambda label: (label_freq[label], label))
-
-    strata: Dict[str, List[List[int]]] = defaultdict(list)
-    for members in groups.values():
-        strata[stratum(records[members[0]])].append(members)
-    rng = random.Random(seed)
-    assignment = [0] * len(records)
-    for key in sorted(strata):
-        stratum_groups = strata[key]
-        rng.shuffle(stratum_groups)
-        targets = _largest_remainder(sum(len(g) for g in stratum_groups), fractions)
-        filled = [0] * len(fractions)
-        for members in stratum_groups:
-            part = max(range(len(fractions)), key=lambda p: (targets[p] - filled[p], -p))
-            filled[part] += len(members)
-            for i in members:
-                assignment[i] = part
-    parts: List[List[Record]] = [[] for _ in fractions]
-    for record, part in zip(records, assignment):
-        parts[part].append(record)
-    return parts
-
-
-def _largest_remainder(n: int, fractions: Sequence[float]) -> List[int]:
-    exact = [n * f for f in fractions]
-    counts = [int(x) for x in exact]
-    order = sorted(range(len(fractions)), key=lambda p: (-(exact[p] - counts[p]), p))
-    for p in order[: n - sum(counts)]:
-        counts[p] += 1
-    return counts
 
 
 def records_to_docs(

@@ -9,8 +9,8 @@ class Warnings(metaclass=ErrorsWithCodes):
     BCW001 = (
         "Component '{name}': {n_truncated} of {n_docs} documents in this batch are "
         "longer than the chunking strategy '{strategy}' reads ({detail}); the rest "
-        "of their text was not seen. Use `spacy-bertcat.sliding_window.v1` to "
-        "read whole documents. This warning is shown once per component."
+        "of their text was not seen. {hint} This warning is shown once per "
+        "component."
     )
     BCW002 = (
         "max_length={requested} is larger than the model's limit of {limit} "

@@ -382,7 +382,8 @@ class BertCat(TrainablePipe):
             detail = chunking.describe(self.model.attrs["window"], is_train=False)
             warnings.warn(
                 Warnings.BCW001.format(
-                    name=self.name, n_truncated=truncated, n_docs=n_docs, strategy=chunking.name, detail=detail
+                    name=self.name, n_truncated=truncated, n_docs=n_docs, strategy=chunking.name, detail=detail,
+                    hint=chunking.hint(),
                 )
             )
 

@@ -56,8 +56,11 @@ def _exclusive_confusion(confusion: Dict[str, Any]) -> Any:
     figure = _figure(size + 1.0, size)
     ax = figure.add_subplot()
     shares = matrix / numpy.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
-    figure.colorbar(image, ax=ax, label="share of the gold class", shrink=0.8)
+    from matplotlib.colors import PowerNorm
+
+    # A power scale, so that a few percent of confusions show as a visible tint.
+    image = ax.imshow(shares, cmap="Blues", norm=PowerNorm(gamma=0.4, vmin=0.0, vmax=1.0))
+    figure.colorbar(image, ax=ax, label="share of the gold class", shrink=0.8, ticks=[0, 0.02, 0.1, 0.25, 0.5, 1.0])
     ax.set_xticks(range(n), labels=labels, rotation=45, ha="right")
     ax.set_yticks(range(n), labels=labels)
     ax.set_xlabel("predicted")
@@ -69,13 +72,13 @@ def _exclusive_confusion(confusion: Dict[str, Any]) -> Any:
         for i in range(n):
             for j in range(n):
                 if matrix[i, j]:
-                    color = "white" if shares[i, j] > 0.5 else "black"
+                    color = "white" if shares[i, j] > 0.3 else "black"
                     ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", color=color, fontsize=9)
     return figure
 
 
 def _grid(n: int) -> Tuple[int, int]:
-    cols = min(n, 4) if n > 1 else 1
+    cols = min(max(math.ceil(math.sqrt(n)), 1), 6)
     return math.ceil(n / cols), cols
 
 
@@ -93,7 +96,7 @@ def _multilabel_confusion(confusion: Dict[str, Any], labels: List[str]) -> Any:
         ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
         ax.set_xticks([0, 1], labels=["no", "yes"])
         ax.set_yticks([0, 1], labels=["no", "yes"])
-        ax.set_title(label, fontsize=10)
+        ax.set_title(f"{label} (support {c['tp'] + c['fn']})", fontsize=10)
         for i in range(2):
             for j in range(2):
                 color = "white" if shares[i, j] > 0.5 else "black"

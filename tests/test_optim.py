@@ -12,7 +12,6 @@ from spacy_bertcat.training.optim import OptimizerStep
 from spacy_bertcat.training.param_groups import no_decay_names, param_groups
 
 from .test_pipeline import make_nlp
-from .util import make_examples
 
 DATA = [
     ("a great film", {"POS": 1.0, "NEG": 0.0}),

@@ -5,7 +5,6 @@ import numpy
 import pytest
 import spacy
 import torch
-from spacy.training import Example
 
 from spacy_bertcat import BertCat, BertCatMultilabel
 
@@ -116,11 +115,15 @@ def test_one_hundred_thousand_words(tiny_bert):
 
 def test_truncation_warning_once(tiny_bert):
     nlp, _, _ = make_nlp(tiny_bert)  # head chunking, 30 wordpieces of text
-    with pytest.warns(UserWarning, match="BCW001"):
+    with pytest.warns(UserWarning, match="BCW001.*sliding_window.v1"):
         nlp("good " * 100)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         nlp("bad " * 100)
+    chunking = {"@misc": "spacy-bertcat.sliding_window.v1", "max_windows_predict": 2}
+    nlp, _, _ = make_nlp(tiny_bert, chunking=chunking)
+    with pytest.warns(UserWarning, match="BCW001.*Raise max_windows_predict"):
+        nlp("good " * 100)
 
 
 def test_fewer_than_two_labels(tiny_bert):

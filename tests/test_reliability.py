@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy
 import pytest
@@ -18,7 +17,7 @@ from hypothesis import strategies as st
 
 from .test_pipeline import assert_same_cats, make_nlp
 from .test_training import CONFIGS, write_corpus
-from .util import SINGLE_DATA, make_model_dir, tiny_config, make_examples
+from .util import SINGLE_DATA, make_examples, tiny_config
 
 SLIDING = {"@misc": "spacy-bertcat.sliding_window.v1", "stride": 16}
 

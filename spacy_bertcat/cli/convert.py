@@ -6,17 +6,10 @@ from typing import Dict, List, Optional, Sequence
 import spacy
 from wasabi import msg
 
-from ..data import (
-    Record,
-    check_labels,
-    parse_fractions,
-    read_records,
-    records_to_docs,
-    split_records,
-    write_docbin,
-)
+from ..data import Record, check_labels, read_records, records_to_docs, write_docbin
 from ..errors import Errors
-from ._util import Arg, Opt, app, parse_label_list, split_names
+from ..splits import parse_fractions, split_records
+from ._util import Arg, Opt, app, parse_label_list, progress, split_names
 
 
 @app.command("convert")
@@ -94,5 +87,6 @@ def convert(
         parts = {output_dir / f"{name}.spacy": part for name, part in zip(names, split)}
     nlp = spacy.blank(lang)
     for path, part in parts.items():
-        write_docbin(records_to_docs(nlp, part, label_set), path)
+        docs = records_to_docs(nlp, part, label_set)
+        write_docbin(progress(docs, total=len(part), desc=f"Writing {path.name}"), path)
     return parts

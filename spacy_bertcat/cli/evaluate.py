@@ -9,7 +9,8 @@ from wasabi import msg
 
 from ..data import META_KEY, read_labelled_docs
 from ..errors import Errors
-from ..report import compute_report, gold_matrix, score_matrix, to_markdown
+from ..report import compute_report, gold_matrix, score_matrix
+from ._markdown import to_markdown
 from ._util import Arg, Classifier, Opt, app, load_pipeline, predict_docs
 
 
@@ -18,7 +19,7 @@ def evaluate_cli(
     # fmt: off
     model: str = Arg(..., help="Pipeline package name or path"),
     data_path: Path = Arg(..., help="Gold data: .spacy, or .jsonl/.csv/.tsv with text and labels", exists=True),
-    output_dir: Path = Opt(Path("report"), "--output", "-o", help="Directory for report.md, report.json and the PNGs", file_okay=False),
+    output_dir: Path = Opt(Path("reports"), "--output", "-o", help="Directory for report.md, report.json and the PNGs", file_okay=False),
     component: Optional[str] = Opt(None, "--component", "-C", help="The classifier to evaluate (default: the first that sets doc.cats)"),
     baseline: Optional[Path] = Opt(None, "--baseline", "-b", help="Metrics JSON of another model (e.g. the TF-IDF baseline) to show beside this one", exists=True, dir_okay=False),
     n_errors: int = Opt(20, "--n-errors", "-n", help="How many of the most confident errors to list"),

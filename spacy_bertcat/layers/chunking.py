@@ -54,6 +54,10 @@ class Chunker:
         """RETURNS (bool): Whether a document of n wordpieces is not read whole."""
         return n > window
 
+    def hint(self) -> str:
+        """RETURNS (str): How to read whole documents, for messages."""
+        return "Use `spacy-bertcat.sliding_window.v1` to read whole documents."
+
     def doc_windows(self, n: int, window: int, is_train: bool) -> DocWindows:
         raise NotImplementedError
 
@@ -154,6 +158,9 @@ class SlidingWindowChunker(Chunker):
     def truncates(self, n: int, window: int, is_train: bool) -> bool:
         limit = self.limit(is_train)
         return limit is not None and len(self.starts(n, window)) > limit
+
+    def hint(self) -> str:
+        return "Raise max_windows_predict (or set it to null) to read whole documents."
 
     def starts(self, n: int, window: int) -> List[int]:
         """RETURNS (List[int]): The start of each window in a document of n wordpieces."""

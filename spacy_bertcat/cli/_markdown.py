@@ -1,0 +1,96 @@
+"""The evaluation report as markdown (the tables of report.md; pictures are linked)."""
+from typing import Any, Dict, List, Optional
+
+
+def to_markdown(report: Dict[str, Any], *, title: str, images: Optional[Dict[str, str]] = None,
+                baseline: Optional[Dict[str, Any]] = None, context: Optional[Dict[str, Any]] = None) -> str:
+    """Render a report (from compute_report) as markdown.
+
+    title (str): The heading.
+    images (Optional[Dict[str, str]]): "confusion" and "pr_curves" image paths,
+        relative to the markdown file.
+    baseline (Optional[Dict[str, Any]]): Another report (or its "summary" plus a
+        "name") shown beside this one in the summary table.
+    context (Optional[Dict[str, Any]]): Lines for the header list (model, data, ...).
+    RETURNS (str): The markdown text.
+    """
+    images = images or {}
+    s = report["summary"]
+    lines = [f"# {title}", ""]
+    for key, value in (context or {}).items():
+        lines.append(f"- **{key}**: {value}")
+    mode = "exclusive classes (highest score wins)" if report["exclusive"] else "multi-label (score >= threshold)"
+    lines += [f"- **documents**: {s['n_docs']}", f"- **labels** ({len(report['labels'])}): {', '.join(report['labels'])}",
+              f"- **mode**: {mode}", "", "## Summary", ""]
+    rows = [("accuracy" if report["exclusive"] else "exact match", "accuracy"), ("micro F1", "micro_f"),
+            ("macro precision", "macro_p"), ("macro recall", "macro_r"), ("macro F1", "macro_f"),
+            ("macro ROC AUC (x 100)", "macro_auc")]
+    if baseline:
+        base = baseline.get("summary", baseline)
+        lines += [f"| metric | this model | {baseline.get('name', 'baseline')} |", "|---|---:|---:|"]
+        lines += [f"| {name} | {_pct(s.get(key))} | {_pct(base.get(key))} |" for name, key in rows]
+    else:
+        lines += ["| metric | value |", "|---|---:|"]
+        lines += [f"| {name} | {_pct(s.get(key))} |" for name, key in rows]
+    lines += ["", "Percentages; F1 per label from precision and recall, macro = mean over labels, "
+              "micro = from the pooled counts.", "", "## Per label", ""]
+    multi = not report["exclusive"]
+    header = "| label | precision | recall | F1 | support | predicted | ROC AUC | avg. precision |"
+    lines += [header + (" threshold |" if multi else ""), "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if multi else "")]
+    for label, v in report["per_label"].items():
+        row = (f"| {_md(label)} | {_pct(v['p'])} | {_pct(v['r'])} | {_pct(v['f'])} | {v['support']} | "
+               f"{v['n_predicted']} | {_num(v['auc'])} | {_num(v['average_precision'])} |")
+        lines.append(row + (f" {v['threshold']:.3f} |" if multi else ""))
+    lines += ["", "## Confusion matrix", ""]
+    if "confusion" in images:
+        lines += [f"![confusion matrix]({images['confusion']})", ""]
+    lines += _confusion_markdown(report["confusion"], report["exclusive"])
+    lines += ["", "## Precision-recall curves", ""]
+    if "pr_curves" in images:
+        lines += [f"![precision-recall curves]({images['pr_curves']})", ""]
+    lines += ["One curve per label (one label against the rest), with the model's operating point "
+              "marked; the legend gives the average precision.", "", "## Most confident errors", ""]
+    lines += _errors_markdown(report["errors"], report["exclusive"])
+    return "\n".join(lines) + "\n"
+
+
+def _confusion_markdown(confusion: Dict[str, Any], exclusive: bool) -> List[str]:
+    labels = confusion["labels"]
+    if exclusive:
+        lines = ["| gold \\ predicted | " + " | ".join(_md(x) for x in labels) + " |",
+                 "|---|" + "---:|" * len(labels)]
+        for label, row in zip(labels, confusion["matrix"]):
+            lines.append(f"| **{_md(label)}** | " + " | ".join(str(x) for x in row) + " |")
+        return lines
+    lines = ["| label | true pos. | false pos. | false neg. | true neg. |", "|---|---:|---:|---:|---:|"]
+    for label, c in confusion["per_label"].items():
+        lines.append(f"| {_md(label)} | {c['tp']} | {c['fp']} | {c['fn']} | {c['tn']} |")
+    return lines
+
+
+def _errors_markdown(errors: List[Dict[str, Any]], exclusive: bool) -> List[str]:
+    if not errors:
+        return ["No errors."]
+    if exclusive:
+        lines = ["| # | id | gold | predicted | score | gold's score | text |", "|---:|---|---|---|---:|---:|---|"]
+        for n, e in enumerate(errors, 1):
+            lines.append(f"| {n} | {_md(str(e['id']))} | {_md(e['gold'])} | {_md(e['predicted'])} | "
+                         f"{e['score']:.3f} | {e['gold_score']:.3f} | {_md(e.get('text', ''))} |")
+        return lines
+    lines = ["| # | id | label | error | score | threshold | gold | text |", "|---:|---|---|---|---:|---:|---|---|"]
+    for n, e in enumerate(errors, 1):
+        lines.append(f"| {n} | {_md(str(e['id']))} | {_md(e['label'])} | {e['kind']} | {e['score']:.3f} | "
+                     f"{e['threshold']:.3f} | {_md(', '.join(e['gold']))} | {_md(e.get('text', ''))} |")
+    return lines
+
+
+def _pct(value: Optional[float]) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def _num(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _md(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
