@@ -73,7 +73,11 @@ def test_tokenizer_that_does_not_fit_the_model(tmp_path, tiny_bert):
         nlp.initialize(lambda: make_examples(nlp, SINGLE_DATA))
 
 
+@pytest.mark.timeout(180)
 def test_n_process_2_matches_one_process(trained):
+    # A long document first, so torch has run its OpenMP thread pool in this process
+    # before the fork (the workers deadlocked on it until the shim's fork handler).
+    trained("good film " * 2000)
     texts = [t for t, _ in SINGLE_DATA] * 6 + ["", "good " * 80]
     one = [doc.cats for doc in trained.pipe(texts)]
     two = [doc.cats for doc in trained.pipe(texts, n_process=2, batch_size=4)]

@@ -12,6 +12,7 @@ step divides by all documents since the last step. So spaCy's
 gradient of the whole batch, as one pass would.
 """
 import json
+import os
 import warnings
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -30,6 +31,18 @@ from .torch_model import WindowClassifier
 
 FORMAT_VERSION = 1
 AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _one_torch_thread_in_forked_child() -> None:
+    """`nlp.pipe(n_process=2)` forks workers. torch's CPU build runs its intra-op
+    threads on GNU OpenMP, which is not fork-safe: once the parent has run a parallel
+    region, the child's next one waits forever for threads that were not copied. A
+    forked worker therefore runs torch on one thread, as torch's own DataLoader
+    workers do (and n workers on one thread each is the right split anyway)."""
+    torch.set_num_threads(1)
+
+
+os.register_at_fork(after_in_child=_one_torch_thread_in_forked_child)
 
 
 class BertCatShim(PyTorchShim):
