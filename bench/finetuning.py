@@ -25,7 +25,7 @@ CONFIG = Path(__file__).parent.parent / "configs" / "bertcat.cfg"
 
 
 def strategies(steps: int):
-    epoch = steps // 3
+    epoch = steps // 3  # the unfreezing schedule is laid out over thirds of the budget
     return {
         "full": {},
         "frozen_bottom_half": {"components.bertcat.model.freeze_embeddings": True,
@@ -48,6 +48,8 @@ def main():
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="the same step budget for every size (default: --epochs epochs of each size)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--max-length", type=int, default=64)
@@ -61,7 +63,7 @@ def main():
     test = read_jsonl(folder / "test.jsonl", limit=args.test, seed=0)
     rows = []
     for size in [int(s) for s in args.sizes.split(",")]:
-        steps = args.epochs * size // args.batch_size
+        steps = args.steps or args.epochs * size // args.batch_size
         results = {}
         for seed in [int(s) for s in args.seeds.split(",")]:
             pool = read_jsonl(folder / "train.jsonl", limit=size + 64, seed=seed)
@@ -98,10 +100,11 @@ def main():
                 row[f"{key}_mean"] = statistics.mean(values)
                 row[f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
             rows.append(row)
+    budget = f"{args.steps} steps for every size" if args.steps else f"{args.epochs} epochs of steps"
     notes = (f"{args.dataset}, MiniLM (all-MiniLM-L6-v2), max_length {args.max_length}, batch {args.batch_size}, "
-             f"{args.epochs} epochs of steps, lr {args.lr} with 10% warmup then linear decay, test sample of "
+             f"{budget}, lr {args.lr} with 10% warmup then linear decay, test sample of "
              f"{len(test)}. frozen_bottom_half: embeddings + layers 0-2 frozen; gradual_unfreezing: head only for "
-             "half an epoch, then 2 more layers every quarter epoch (head lr x5); layerwise_decay: each layer 0.8 x "
+             "the first sixth of the steps, then 2 more layers every twelfth (head lr x5); layerwise_decay: each layer 0.8 x "
              "the one above (head lr x5). Mean and sample standard deviation over the seeds (each seed draws its "
              "own training sample). s_per_step includes spaCy's two small dev evaluations and saving.")
     write_results(f"finetuning_{args.dataset}", command, rows, [
