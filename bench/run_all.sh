@@ -1,9 +1,6 @@
 #!/usr/bin/env bash
-# All CPU benchmarks. Results: bench/results/*.json and *.md. About 100 minutes on 2 cores.
-# The speed comparisons (bertcat vs the Trainer / the pipeline) run one after the other on an
-# otherwise idle machine with torch's default threads. The accuracy studies (chunking,
-# fine-tuning controls) then run side by side, one torch thread each; their times compare
-# strategies within one study, never across studies.
+# All CPU benchmarks, one after the other on an otherwise idle machine (timings).
+# Results: bench/results/*.json and *.md. About 85 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -11,8 +8,5 @@ export HF_HUB_OFFLINE=1
 $PY bench/train_vs_trainer.py --dataset ag_news --train 3000 --test 1000 --steps 300 --batch-size 16 --lr 1e-4 --warmup 30 --max-length 128
 $PY bench/train_vs_trainer.py --dataset sst2 --train 4800 --test 1821 --steps 300 --batch-size 16 --lr 1e-4 --warmup 30 --max-length 64
 $PY bench/predict_vs_pipeline.py --short 512 --long 128
-export OMP_NUM_THREADS=1
-$PY bench/chunking.py --datasets bbc_news,imdb --max-length 128 --max-windows 2 --steps 100 --train 800 --test 200 --test-long 150 &
-chunking=$!
-$PY bench/finetuning.py --dataset ag_news --sizes 500,2000 --seeds 0,1,2 --steps 100 --test 500 --max-length 64
-wait $chunking
+$PY bench/chunking.py --datasets bbc_news,imdb --max-length 128 --max-windows 2 --steps 60 --train 480 --test 150 --test-long 120
+$PY bench/finetuning.py --dataset ag_news --sizes 500,2000 --seeds 0,1,2 --steps 64 --test 400 --max-length 64
