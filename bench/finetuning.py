@@ -25,14 +25,14 @@ CONFIG = Path(__file__).parent.parent / "configs" / "bertcat.cfg"
 
 
 def strategies(steps: int):
-    epoch = steps // 3  # the unfreezing schedule is laid out over thirds of the budget
+    third = steps // 3  # the unfreezing schedule is laid out over thirds of the budget
     return {
         "full": {},
         "frozen_bottom_half": {"components.bertcat.model.freeze_embeddings": True,
                                "components.bertcat.model.freeze_layers": 3},
         "gradual_unfreezing": {"components.bertcat.model.head_lr_scale": 5.0,
                                "training.before_update": {"@callbacks": "spacy-bertcat.gradual_unfreezing.v1",
-                                                          "head_steps": epoch // 2, "unfreeze_every": max(1, epoch // 4),
+                                                          "head_steps": third // 2, "unfreeze_every": max(1, third // 4),
                                                           "layers_per_stage": 2, "components": None}},
         "layerwise_decay": {"components.bertcat.model.layer_lr_decay": 0.8,
                             "components.bertcat.model.head_lr_scale": 5.0},

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # All CPU benchmarks, one after the other on an otherwise idle machine (timings).
-# Results: bench/results/*.json and *.md. About 85 minutes on 2 cores.
+# Results: bench/results/*.json and *.md. About 95 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
