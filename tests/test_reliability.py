@@ -14,6 +14,10 @@ import spacy
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from spacy.util import registry
+
+from spacy_bertcat.pipeline import BertCat
+from spacy_bertcat.training import checkpoint
 
 from .test_pipeline import assert_same_cats, make_nlp
 from .test_training import CONFIGS, write_corpus
@@ -133,7 +137,57 @@ def test_interrupted_save_keeps_the_previous_model(trained, tmp_path, monkeypatc
     assert_same_cats([d.cats for d in spacy.load(tmp_path / "p").pipe(["good film"])], expected)
 
 
+def atomic_save(nlp, path):
+    registry.callbacks.get("spacy-bertcat.atomic_save.v1")()(nlp).to_disk(path)
+
+
+def test_atomic_save_writes_the_same_pipeline(trained, tmp_path):
+    atomic_save(trained, tmp_path / "p")
+    atomic_save(trained, tmp_path / "p")  # over an existing save
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]  # no debris beside it
+    assert trained.to_disk.__self__ is trained  # the caller's nlp is left as it was
+    docs = list(spacy.load(tmp_path / "p").pipe(["good film", "bad film"]))
+    assert_same_cats([d.cats for d in docs], [trained(t).cats for t in ("good film", "bad film")])
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
+def test_atomic_save_killed_midway_keeps_the_previous_pipeline(trained, tmp_path, monkeypatch, exchange):
+    """spaCy writes the tokenizer, meta.json and config.cfg before the components: a
+    save that dies in a component's to_disk must leave none of the new files."""
+    atomic_save(trained, tmp_path / "p")
+    expected = [d.cats for d in spacy.load(tmp_path / "p").pipe(["good film"])]
+    if not exchange:
+        monkeypatch.setattr(checkpoint, "_exchange", lambda a, b: False)
+    monkeypatch.setitem(trained.meta, "description", "the second save")
+
+    def die(self, path, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(BertCat, "to_disk", die)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_save(trained, tmp_path / "p")
+    monkeypatch.undo()
+    assert "the second save" not in (tmp_path / "p" / "meta.json").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]
+    assert_same_cats([d.cats for d in spacy.load(tmp_path / "p").pipe(["good film"])], expected)
+    # The same path, not killed this time, takes the new save.
+    if not exchange:
+        monkeypatch.setattr(checkpoint, "_exchange", lambda a, b: False)
+    monkeypatch.setitem(trained.meta, "description", "the second save")
+    atomic_save(trained, tmp_path / "p")
+    assert "the second save" in (tmp_path / "p" / "meta.json").read_text()
+
+
+def test_atomic_save_clears_debris_of_a_killed_save(trained, tmp_path):
+    debris = tmp_path / ".p.x1y2.tmp"
+    (debris / "bertcat").mkdir(parents=True)  # what a killed process leaves
+    atomic_save(trained, tmp_path / "p")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]
+
+
 def test_killed_training_leaves_a_loadable_model_last(tiny_bert, tmp_path):
+    """The shipped config saves through spacy-bertcat.atomic_save.v1: whenever the kill
+    lands (mid-save included), model-last holds one whole save."""
     corpus = write_corpus(tmp_path / "train.spacy", SINGLE_DATA)
     command = [
         sys.executable, "-m", "spacy", "train", str(CONFIGS / "bertcat.cfg"), "--output", str(tmp_path / "out"),
