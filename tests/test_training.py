@@ -80,3 +80,16 @@ def test_batch_by_length():
 
     random_batches = [docs[i : i + 16] for i in range(0, 300, 16)]
     assert padded(batches) < 0.7 * padded(random_batches)
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.cfg")), ids=lambda p: p.name)
+def test_shipped_configs_resolve_and_save_atomically(path):
+    """Every shipped config (the demo's bbc.cfg included) builds its pipeline and its
+    [training] block, and saves through the atomic callback."""
+    from spacy.schemas import ConfigSchemaTraining
+    from spacy.util import load_config, load_model_from_config, registry
+
+    nlp = load_model_from_config(load_config(path), auto_fill=True, validate=True)
+    assert {"bertcat", "bertcat_multilabel"} & {nlp.get_pipe_meta(name).factory for name in nlp.pipe_names}
+    training = registry.resolve(nlp.config.interpolate()["training"], schema=ConfigSchemaTraining)
+    assert training["before_to_disk"].__qualname__.startswith("create_atomic_save_v1")
