@@ -146,6 +146,9 @@ def test_atomic_save_writes_the_same_pipeline(trained, tmp_path):
     atomic_save(trained, tmp_path / "p")  # over an existing save
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]  # no debris beside it
     assert trained.to_disk.__self__ is trained  # the caller's nlp is left as it was
+    (tmp_path / "plain").mkdir()
+    assert (tmp_path / "p").stat().st_mode == (tmp_path / "plain").stat().st_mode  # not private to the user
+    (tmp_path / "plain").rmdir()
     docs = list(spacy.load(tmp_path / "p").pipe(["good film", "bad film"]))
     assert_same_cats([d.cats for d in docs], [trained(t).cats for t in ("good film", "bad film")])
 

@@ -12,8 +12,8 @@ import ctypes
 import functools
 import glob
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
@@ -61,7 +61,7 @@ def save_directory_atomically(path: Union[str, Path], write: Callable[[Path], No
     path.parent.mkdir(parents=True, exist_ok=True)
     for debris in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         shutil.rmtree(debris, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp = _new_sibling(path)
     try:
         write(tmp)
         if not path.exists():
@@ -69,13 +69,30 @@ def save_directory_atomically(path: Union[str, Path], write: Callable[[Path], No
         elif _exchange(tmp, path):
             shutil.rmtree(tmp)  # now the previous save
         else:
-            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+            old = _new_sibling(path)
             os.replace(path, old / path.name)
-            os.replace(tmp, path)
-            shutil.rmtree(old)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                os.replace(old / path.name, path)  # put the previous save back
+                raise
+            finally:
+                shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _new_sibling(path: Path) -> Path:
+    """An empty hidden directory beside `path`, made like any directory (os.mkdir
+    honours the umask, where tempfile.mkdtemp would make it private to the user)."""
+    while True:
+        candidate = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
 
 
 def _exchange(a: Path, b: Path) -> bool:
