@@ -24,16 +24,22 @@ from common import (  # noqa: E402
 CONFIG = Path(__file__).parent.parent / "configs" / "bertcat.cfg"
 
 
-def strategies(window: int, max_windows: int):
+def strategies(window: int, max_windows: int, max_windows_predict=None, names=None):
     sliding = {"@misc": "spacy-bertcat.sliding_window.v1", "stride": window * 3 // 4, "max_windows": max_windows,
-               "max_windows_predict": None}
-    return {
+               "max_windows_predict": max_windows_predict}
+    every = {
         "head": {"@misc": "spacy-bertcat.head.v1"},
         "head_tail": {"@misc": "spacy-bertcat.head_tail.v1", "head": window // 4},
         "sliding_mean": {**sliding, "aggregation": "mean"},
         "sliding_max": {**sliding, "aggregation": "max"},
         "sliding_attention": {**sliding, "aggregation": "attention"},
     }
+    if names is None:
+        return every
+    unknown = set(names) - set(every)
+    if unknown:
+        raise SystemExit(f"Unknown strategies {sorted(unknown)}; choose from {sorted(every)}")
+    return {name: every[name] for name in every if name in names}
 
 
 def wordpiece_counts(texts, model):
@@ -63,7 +69,8 @@ def run(dataset: str, args, command: str):
         tmp = Path(tmp)
         paths = {"train": to_docbin(train, labels, tmp / "train.spacy"), "dev": to_docbin(dev, labels, tmp / "dev.spacy")}
         window = args.max_length - 2
-        for name, chunking in strategies(window, args.max_windows).items():
+        chosen = strategies(window, args.max_windows, args.max_windows_predict, args.strategies)
+        for name, chunking in chosen.items():
             overrides = {
                 "paths.train": paths["train"], "paths.dev": paths["dev"],
                 "components.bertcat.model.name": args.model,
@@ -92,8 +99,8 @@ def run(dataset: str, args, command: str):
             row["n_test"], row["n_long"] = len(test), len(long_slice)
             print(json.dumps(row), flush=True)
             rows.append(row)
-    head = rows[0]
-    for row in rows:
+    head = next((row for row in rows if row["strategy"] == "head"), None)
+    for row in rows if head else []:
         row["long_predict_time_vs_head"] = row["long_predict_ms_per_doc"] / head["long_predict_ms_per_doc"]
         row["long_accuracy_vs_head"] = row["long_accuracy"] - head["long_accuracy"]
     return rows
@@ -112,6 +119,11 @@ def main():
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--max-length", type=int, default=128, help="wordpieces per window")
     parser.add_argument("--max-windows", type=int, default=4, help="windows per document in training")
+    parser.add_argument("--max-windows-predict", type=int, default=None,
+                        help="windows per document at prediction (default: all)")
+    parser.add_argument("--strategies", type=lambda text: text.split(","), default=None,
+                        help="comma-separated subset of head,head_tail,sliding_mean,sliding_max,sliding_attention")
+    parser.add_argument("--name", default="chunking", help="results file name under bench/results/")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     args.model = args.model or minilm_path()
@@ -119,10 +131,10 @@ def main():
     rows = [row for dataset in args.datasets.split(",") for row in run(dataset, args, command)]
     notes = (f"MiniLM (all-MiniLM-L6-v2), windows of {args.max_length} wordpieces, {args.steps} steps x batch "
              f"{args.batch_size} on {args.train} training documents, lr {args.lr}, seed {args.seed}; sliding windows: "
-             f"stride 3/4 of the window, at most {args.max_windows} sampled windows per document in training, all at "
-             f"prediction. 'long' = test documents over 512 wordpieces; long_accuracy_vs_head in accuracy points, "
+             f"stride 3/4 of the window, at most {args.max_windows} sampled windows per document in training, "
+             f"{args.max_windows_predict or 'all'} (evenly spaced) at prediction. 'long' = test documents over 512 wordpieces; long_accuracy_vs_head in accuracy points, "
              f"long_predict_time_vs_head as a ratio. Times are per document on this machine's CPUs.")
-    write_results("chunking", command, rows, [
+    write_results(args.name, command, rows, [
         "dataset", "strategy", "all_accuracy", "all_macro_f1", "long_accuracy", "long_macro_f1",
         "long_accuracy_vs_head", "train_ms_per_doc", "long_predict_ms_per_doc", "long_predict_time_vs_head",
     ], notes)
