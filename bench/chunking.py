@@ -100,9 +100,10 @@ def run(dataset: str, args, command: str):
             print(json.dumps(row), flush=True)
             rows.append(row)
     head = next((row for row in rows if row["strategy"] == "head"), None)
-    for row in rows if head else []:
-        row["long_predict_time_vs_head"] = row["long_predict_ms_per_doc"] / head["long_predict_ms_per_doc"]
-        row["long_accuracy_vs_head"] = row["long_accuracy"] - head["long_accuracy"]
+    if head is not None:  # the ratios need head among the strategies run
+        for row in rows:
+            row["long_predict_time_vs_head"] = row["long_predict_ms_per_doc"] / head["long_predict_ms_per_doc"]
+            row["long_accuracy_vs_head"] = row["long_accuracy"] - head["long_accuracy"]
     return rows
 
 
