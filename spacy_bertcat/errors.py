@@ -24,6 +24,17 @@ class Warnings(metaclass=ErrorsWithCodes):
         "mixed_precision is only used on a CUDA device; training and prediction "
         "on the CPU run in float32."
     )
+    BCW006 = (
+        "'{model}' is a '{model_type}' model, an encoder family that bertcat's "
+        "test matrix does not cover ({families}). It may work; check that "
+        "training improves the dev score and that a saved pipeline predicts the "
+        "same after loading."
+    )
+    BCW007 = (
+        "Component '{name}': {n} annotated training document(s) have no text "
+        "(empty or whitespace only). They are not trained on: prediction gives "
+        "such documents a fixed result without running the model."
+    )
     BCW005 = (
         "Component '{name}': {n_truncated} of {n_docs} training documents "
         "({share:.1%}) are longer than what the chunking strategy '{strategy}' "
@@ -150,6 +161,38 @@ class Errors(metaclass=ErrorsWithCodes):
         "labels are {labels}. Set positive_label only for binary tasks."
     )
     BC024 = "Labels must be strings; got {label!r} of type {type}."
+    BC050 = (
+        "Could not run the '{model_type}' model on a short probe input, which "
+        "bertcat does to map its layers ({reason}). This model type needs inputs "
+        "bertcat does not provide; use a BERT-family text encoder."
+    )
+    BC051 = (
+        "bertcat cannot fine-tune '{model}' ({model_type}): {reason}. bertcat "
+        "reads each window from its first token and pads on the right, as "
+        "BERT-family encoders expect (BERT, RoBERTa, DeBERTa, ModernBERT, ...); "
+        "choose such an encoder."
+    )
+    BC052 = (
+        "'{model_type}' models apply {n_layers} set(s) of layer weights "
+        "{applications} times (the layers share their weights), so per-layer "
+        "settings have no meaning for them; remove {settings}. freeze_embeddings "
+        "and head_lr_scale work as for any model."
+    )
+    BC053 = (
+        "Invalid freeze_layers={value}: this '{model_type}' model has "
+        "{n_layers} encoder layers. Use a value from 0 to {n_layers}."
+    )
+    BC054 = (
+        "The tokenizer of '{model}' cannot be stored in a pipeline ({reason}): "
+        "bertcat saves it as its tokenizer.json, and a tokenizer with custom "
+        "Python parts (RoFormer's jieba pre-tokenizer, for instance) cannot be "
+        "written there. Use a model whose fast tokenizer is plain JSON, or set "
+        "tokenizer_name to such a tokenizer of the same vocabulary."
+    )
+    BC055 = (
+        "'{model_type}' models have no separate {setting}; {hint}leave "
+        "{setting} null."
+    )
     # Data, CLI and reports (spacy_bertcat/data.py, cli/, report.py, plots.py).
     BC030 = "Invalid record in {path}, line {line}: {problem}."
     BC031 = (

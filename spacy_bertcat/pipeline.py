@@ -208,6 +208,9 @@ class BertCat(TrainablePipe):
         sample = [eg.reference for eg in islice(examples, 10)]
         self.model.initialize(X=sample, Y=self.model.ops.asarray2f(truth[: len(sample)]))
         self._report_training_truncation([eg.reference for eg in examples])
+        n_empty = sum(1 for eg, row in zip(examples, mask) if row.any() and not has_content(eg.predicted))
+        if n_empty:
+            warnings.warn(Warnings.BCW007.format(name=self.name, n=n_empty))
 
     def predict(self, docs: Iterable[Doc]) -> Floats2d:
         """Scores per doc and label. Empty and whitespace-only docs get a defined
@@ -236,14 +239,15 @@ class BertCat(TrainablePipe):
         sgd: Optional[Optimizer] = None,
         losses: Optional[Dict[str, float]] = None,
     ) -> Dict[str, float]:
-        """Learn from a batch; docs with empty cats are unannotated and skipped.
+        """Learn from a batch; docs with empty cats are unannotated and skipped, and
+        so are docs without text, whose prediction never runs the model.
         (spaCy's `drop` is not used: dropout rates are model settings.)"""
         losses = {} if losses is None else losses
         losses.setdefault(self.name, 0.0)
         validate_examples(examples, f"{type(self).__name__}.update")
         examples = list(examples)
         truth, mask = self._truth(examples)
-        keep = [i for i, row in enumerate(mask) if row.any()]
+        keep = [i for i, row in enumerate(mask) if row.any() and has_content(examples[i].predicted)]
         if keep:
             logits, backprop = self.model.begin_update([examples[i].predicted for i in keep])
             loss, d_logits = self._loss(logits, truth[keep], mask[keep])
@@ -279,6 +283,12 @@ class BertCat(TrainablePipe):
                 )
             )
             shim.last_step = None
+
+    @property
+    def encoder_map(self):
+        """RETURNS (EncoderMap): Which parameters are the embeddings, each encoder
+        layer, the shared encoder tensors and the head (see layers/encoder_map.py)."""
+        return get_shim(self.model).encoder_map
 
     def set_trainable_top_layers(self, n: Optional[int]) -> None:
         """Train only the head and the top n encoder layers (gradual unfreezing)."""

@@ -1,3 +1,4 @@
+import json
 import os
 
 import pytest
@@ -42,3 +43,34 @@ def _seed():
     from thinc.api import fix_random_seed
 
     fix_random_seed(0)
+
+
+# The family matrix (tests/test_families.py, test_version_drift.py): with
+# BERTCAT_FAMILY_MATRIX=path, each family's check outcomes and encoder map are
+# written there as JSON for scripts/family_matrix.py (`make family-matrix`).
+_matrix = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    family = getattr(getattr(item, "callspec", None), "params", {}).get("family")
+    if family is None or not os.environ.get("BERTCAT_FAMILY_MATRIX"):
+        return
+    entry = _matrix.setdefault(family.model_type, {"checks": {}})
+    check = item.originalname
+    if report.when == "call" or report.outcome != "passed":
+        passed = report.outcome == "passed" and entry["checks"].get(check, True)
+        entry["checks"][check] = "skipped" if report.skipped else passed
+    for name, value in report.user_properties:
+        entry[name] = value
+
+
+def pytest_sessionfinish(session):
+    path = os.environ.get("BERTCAT_FAMILY_MATRIX")
+    if path and _matrix:
+        import transformers
+
+        with open(path, "w") as file:
+            json.dump({"transformers": transformers.__version__, "families": _matrix}, file, indent=1, sort_keys=True)

@@ -1,6 +1,9 @@
-"""Run by test_version_drift.py under another environment's Python:
+"""Run in a fresh process, or under another environment's Python (test_version_drift.py):
 `python -m tests.drift_worker save DIR` trains and saves a tiny pipeline and writes the
-predictions it makes; `python -m tests.drift_worker predict DIR` loads and predicts."""
+predictions it makes; `python -m tests.drift_worker predict DIR` loads and predicts.
+`save-families DIR` / `predict-families DIR` do the same for one pipeline per encoder
+family (tests/families.py), in DIR/<model_type>, with all predictions in
+DIR/predictions[-VERSION].json."""
 import json
 import sys
 import tempfile
@@ -34,5 +37,39 @@ def predict(path: Path, nlp=None) -> None:
     print(transformers.__version__)
 
 
+def save_families(root: Path) -> None:
+    from .test_families import FAMILIES, TEXTS, make_family_nlp
+    from .families import make_family_dir
+
+    predictions = {}
+    for family in FAMILIES:
+        with tempfile.TemporaryDirectory() as model_dir:
+            nlp, examples, optimizer = make_family_nlp(family, make_family_dir(Path(model_dir), family.model_type), "sliding_window")
+            nlp.update(examples, sgd=optimizer)
+            nlp.to_disk(root / family.model_type)
+        predictions[family.model_type] = {"cats": [doc.cats for doc in nlp.pipe(TEXTS)]}
+    (root / f"predictions-{transformers.__version__}.json").write_text(json.dumps(predictions))
+    print(transformers.__version__)
+
+
+def predict_families(root: Path) -> None:
+    import warnings
+
+    from .test_families import TEXTS
+
+    warnings.simplefilter("ignore")
+    predictions = {}
+    for path in sorted(p for p in root.iterdir() if p.is_dir()):
+        try:
+            nlp = spacy.load(path)
+            predictions[path.name] = {"cats": [doc.cats for doc in nlp.pipe(TEXTS)]}
+        except Exception as e:  # reported per family by the test
+            predictions[path.name] = {"error": repr(e)[:2000]}
+    (root / "predictions.json").write_text(json.dumps(predictions))
+    (root / f"predictions-{transformers.__version__}.json").write_text(json.dumps(predictions))
+    print(transformers.__version__)
+
+
 if __name__ == "__main__":
-    {"save": save, "predict": predict}[sys.argv[1]](Path(sys.argv[2]))
+    commands = {"save": save, "predict": predict, "save-families": save_families, "predict-families": predict_families}
+    commands[sys.argv[1]](Path(sys.argv[2]))

@@ -1,13 +1,14 @@
 """Freezing, gradual unfreezing, discriminative / layer-wise learning rates, dropout."""
+import numpy
 import pytest
 import spacy
 import torch
 from spacy.cli.train import train
 from spacy.util import registry
-from thinc.api import Adam
+from thinc.api import SGD, Adam, RAdam, fix_random_seed
 
 from spacy_bertcat.training.freezing import unfrozen_layers
-from spacy_bertcat.training.param_groups import lr_scale, param_position
+from spacy_bertcat.training.param_groups import lr_scale
 
 from .test_pipeline import make_nlp
 from .test_training import CONFIGS, write_corpus
@@ -47,6 +48,10 @@ def test_frozen_parameters_do_not_change(tiny_bert, tmp_path, settings, frozen_p
         assert param.requires_grad == (name not in frozen), name
 
 
+def positions(nlp):
+    return nlp.get_pipe("bertcat").encoder_map.positions()
+
+
 def test_param_positions_across_families(tiny_models):
     expected = {
         "bert": ("hf_model.bert.embeddings.word_embeddings.weight", "hf_model.bert.encoder.layer.1.output.dense.weight", "hf_model.classifier.weight"),
@@ -55,19 +60,19 @@ def test_param_positions_across_families(tiny_models):
     }
     for model_type, name in tiny_models.items():
         nlp, _, _ = make_nlp(name)
-        names = dict(nlp.get_pipe("bertcat").model.shims[0].model.named_parameters())
         embeddings, layer, head = expected[model_type]
-        assert {embeddings, layer, head} <= set(names), model_type
-        assert param_position(embeddings) == ("embeddings", -1)
-        assert param_position(layer) == ("layer", 1)
-        assert param_position(head) == ("head", -1)
+        where = positions(nlp)
+        assert where[embeddings] == ("embeddings", -1)
+        assert where[layer] == ("layer", 1)
+        assert where[head] == ("head", -1)
 
 
 def test_lr_scale_values():
-    assert lr_scale("hf_model.classifier.weight", 6, 5.0, 0.9) == 5.0
-    assert lr_scale("hf_model.bert.encoder.layer.5.x.weight", 6, 5.0, 0.9) == 1.0
-    assert lr_scale("hf_model.bert.encoder.layer.0.x.weight", 6, 5.0, 0.9) == pytest.approx(0.9**5)
-    assert lr_scale("hf_model.bert.embeddings.x.weight", 6, 5.0, 0.9) == pytest.approx(0.9**6)
+    assert lr_scale("head", -1, 6, 5.0, 0.9) == 5.0
+    assert lr_scale("layer", 5, 6, 5.0, 0.9) == 1.0
+    assert lr_scale("layer", 0, 6, 5.0, 0.9) == pytest.approx(0.9**5)
+    assert lr_scale("embeddings", -1, 6, 5.0, 0.9) == pytest.approx(0.9**6)
+    assert lr_scale("shared", -1, 6, 5.0, 0.9) == pytest.approx(0.9**6)
 
 
 def test_learning_rate_scales_reach_each_parameter(tiny_bert):
@@ -92,6 +97,46 @@ def test_learning_rate_scales_reach_each_parameter(tiny_bert):
         assert step_size(name) == pytest.approx(size, rel=0.03), name
 
 
+@pytest.mark.parametrize("optimizer", [Adam, RAdam, SGD])
+def test_scales_are_exact_ratios_for_every_optimizer(tiny_bert, optimizer):
+    """Each optimizer's first step is linear in the learning rate, so from the same
+    start on the same data every weight moves by its scale times its unscaled step
+    (thinc 8.3's own RAdam ignores lr_scale: bertcat steps torch's RAdam)."""
+    steps = []
+    for scales in ({}, {"head_lr_scale": 4.0, "layer_lr_decay": 0.5}):
+        fix_random_seed(0)
+        nlp, examples, _ = make_nlp(tiny_bert, **scales)
+        before = state(nlp.get_pipe("bertcat"))
+        nlp.update(examples, sgd=optimizer(1e-2, L2=0.0, grad_clip=0.0, use_averages=False))
+        after = state(nlp.get_pipe("bertcat"))
+        steps.append({n: after[n] - before[n] for n in before})
+    plain, scaled = steps
+    expected = {
+        "hf_model.classifier.weight": 4.0,
+        "hf_model.bert.encoder.layer.1.attention.self.query.weight": 1.0,
+        "hf_model.bert.encoder.layer.0.attention.self.query.weight": 0.5,
+        "hf_model.bert.embeddings.word_embeddings.weight": 0.25,
+    }
+    for name, scale in expected.items():
+        assert plain[name].abs().max() > 0, name
+        torch.testing.assert_close(scaled[name], scale * plain[name], rtol=1e-3, atol=1e-7)
+
+
+def test_dropout_is_on_from_the_first_update(tiny_bert):
+    """After initialize, training updates use dropout at once (the Hugging Face model
+    comes back from from_pretrained in eval mode)."""
+    nlp, examples, _ = make_nlp(tiny_bert, hidden_dropout=0.3)
+    docs = [eg.predicted for eg in examples]
+    model = nlp.get_pipe("bertcat").model
+    first, _ = model.begin_update(docs)
+    second, _ = model.begin_update(docs)
+    assert not numpy.allclose(first, second)
+    assert model.shims[0].hf_model.training
+    nlp("a film")  # prediction switches to eval mode and back again for training
+    third, _ = model.begin_update(docs)
+    assert not numpy.allclose(third, first) and model.shims[0].hf_model.training
+
+
 def test_unfreezing_schedule():
     steps = [unfrozen_layers(s, head_steps=10, unfreeze_every=5, layers_per_stage=2) for s in (0, 9, 10, 14, 15, 20)]
     assert steps == [0, 0, 2, 2, 4, 6]
@@ -102,13 +147,14 @@ def test_gradual_unfreezing_callback(tiny_bert):
     callback = registry.callbacks.get("spacy-bertcat.gradual_unfreezing.v1")(head_steps=2, unfreeze_every=2, layers_per_stage=1)
     shim = nlp.get_pipe("bertcat").model.shims[0]
 
+    where = positions(nlp)
+
+    def kind(name):
+        kind, index = where[name]
+        return f"layer{index}" if kind == "layer" else kind
+
     def trainable():
-        kinds = set()
-        for name, param in shim.model.named_parameters():
-            kind, index = param_position(name)
-            if param.requires_grad:
-                kinds.add(f"layer{index}" if kind == "layer" else kind)
-        return kinds
+        return {kind(name) for name, param in shim.model.named_parameters() if param.requires_grad}
 
     seen = []
     for step in range(7):
@@ -117,7 +163,7 @@ def test_gradual_unfreezing_callback(tiny_bert):
         before = state(nlp.get_pipe("bertcat"))
         nlp.update(examples, sgd=optimizer)
         moved = changed(before, state(nlp.get_pipe("bertcat")))
-        assert all(param_position(n)[0] == "head" or f"layer{param_position(n)[1]}" in seen[-1] or "embeddings" in seen[-1] for n in moved)
+        assert all(kind(n) in seen[-1] for n in moved)
     assert seen[0] == seen[1] == {"head"}
     assert seen[2] == seen[3] == {"head", "layer1"}
     assert seen[4] == seen[5] == {"head", "layer1", "layer0", "embeddings"}
@@ -126,8 +172,9 @@ def test_gradual_unfreezing_callback(tiny_bert):
 def test_gradual_unfreezing_respects_static_freezing(tiny_bert):
     nlp, _, _ = make_nlp(tiny_bert, freeze_layers=1, freeze_embeddings=True)
     nlp.get_pipe("bertcat").set_trainable_top_layers(10)
+    where = positions(nlp)
     for name, param in nlp.get_pipe("bertcat").model.shims[0].model.named_parameters():
-        kind, index = param_position(name)
+        kind, index = where[name]
         assert param.requires_grad == (kind == "head" or (kind == "layer" and index >= 1)), name
 
 

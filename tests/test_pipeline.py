@@ -163,6 +163,29 @@ def test_unannotated_docs_are_skipped_in_update(tiny_bert):
     assert losses["bertcat"] == 0.0
 
 
+def test_docs_without_text_are_not_trained_on(tiny_bert):
+    """Training agrees with prediction, which answers empty and whitespace-only docs
+    without the model: labelled docs without text add nothing to the gradient (and
+    initialize says how many there are)."""
+    data = SINGLE_DATA + [("", {"POS": 1.0, "NEG": 0.0}), ("  \n ", {"POS": 0.0, "NEG": 1.0})]
+    nlp = spacy.blank("en")
+    nlp.add_pipe("bertcat", config=tiny_config(tiny_bert))
+    examples = make_examples(nlp, data)
+    with pytest.warns(UserWarning, match="BCW007.*2 annotated"):
+        nlp.initialize(lambda: examples)
+    shim = nlp.get_pipe("bertcat").model.shims[0]
+    nlp.update(examples[-2:], sgd=False)
+    assert all(p.grad is None for p in shim.model.parameters())
+    twin = spacy.blank("en")
+    twin.add_pipe("bertcat", config=tiny_config(tiny_bert))
+    twin.from_bytes(nlp.to_bytes())
+    nlp.update(examples, sgd=False)
+    twin.update(examples[:-2], sgd=False)
+    theirs = dict(twin.get_pipe("bertcat").model.shims[0].model.named_parameters())
+    for name, p in shim.model.named_parameters():
+        torch.testing.assert_close(p.grad, theirs[name].grad)
+
+
 @pytest.mark.parametrize("name", ["/no/such/model/dir", "no-such-org/no-such-model-xyz"])
 def test_unreachable_model_name(name):
     nlp = spacy.blank("en")

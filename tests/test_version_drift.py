@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import transformers
 
+from .families import FAMILIES
 from .test_pipeline import assert_same_cats
 
 OTHER_PYTHON = os.environ.get("BERTCAT_OTHER_PYTHON")
@@ -39,3 +40,33 @@ def test_pipeline_loads_across_transformers_versions(tmp_path, direction):
     before = json.loads((tmp_path / f"cats-{saved_with}.json").read_text())
     after = json.loads((tmp_path / f"cats-{loaded_with}.json").read_text())
     assert_same_cats(after, before)
+
+
+@pytest.fixture(scope="module")
+def family_drift(tmp_path_factory):
+    """Per direction, one pipeline per encoder family saved under one transformers
+    major version and loaded under the other (run once, checked per family)."""
+    results = {}
+
+    def run(direction):
+        if direction not in results:
+            root = tmp_path_factory.mktemp(direction)
+            saver, loader = (OTHER_PYTHON, sys.executable) if direction == "other_saves" else (sys.executable, OTHER_PYTHON)
+            saved_with = worker(saver, "save-families", root)
+            loaded_with = worker(loader, "predict-families", root)
+            assert saved_with != loaded_with
+            before = json.loads((root / f"predictions-{saved_with}.json").read_text())
+            after = json.loads((root / f"predictions-{loaded_with}.json").read_text())
+            results[direction] = (before, after)
+        return results[direction]
+
+    return run
+
+
+@pytest.mark.parametrize("family", [pytest.param(f, id=f.model_type) for f in FAMILIES if not f.tf5_only])
+@pytest.mark.parametrize("direction", ["other_saves", "this_saves"])
+def test_family_loads_across_versions(family_drift, direction, family):
+    before, after = family_drift(direction)
+    result = after[family.model_type]
+    assert "error" not in result, result.get("error")
+    assert_same_cats(result["cats"], before[family.model_type]["cats"])

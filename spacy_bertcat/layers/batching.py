@@ -7,7 +7,7 @@ little padding, and a 100k-word document as many bounded ones. Each group is pad
 only to its own longest window (dynamic padding).
 """
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy
 import torch
@@ -23,11 +23,14 @@ class WindowBatch:
     input_ids (torch.Tensor): (rows, length) wordpiece ids, framed and padded.
     attention_mask (torch.Tensor): (rows, length), 1 for real wordpieces.
     rows (torch.Tensor): For each row, the window's index in document order.
+    token_type_ids (Optional[torch.Tensor]): (rows, length) token types, for the
+        families whose frame has types other than 0 (Funnel); else None.
     """
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     rows: torch.Tensor
+    token_type_ids: Optional[torch.Tensor] = None
 
     @property
     def n_wordpieces(self) -> int:
@@ -93,11 +96,28 @@ def make_batches(
         for r, index in enumerate(group):
             input_ids[r, : len(rows[index])] = rows[index]
             mask[r, : len(rows[index])] = 1
+        types = None
+        if tokenizer.type_frame is not None:
+            types = torch.from_numpy(_token_types(mask, tokenizer.type_frame)).to(device)
         batches.append(
             WindowBatch(
                 torch.from_numpy(input_ids).to(device),
                 torch.from_numpy(mask).to(device),
                 torch.as_tensor(group, device=device),
+                types,
             )
         )
     return batches, counts
+
+
+def _token_types(mask: numpy.ndarray, type_frame: Tuple[List[int], int, List[int]]) -> numpy.ndarray:
+    """RETURNS (numpy.ndarray): Token types of padded framed windows: the prefix's,
+    the text's, the suffix's (right before each row's padding), 0 for padding."""
+    prefix, text, suffix = type_frame
+    types = mask * text
+    types[:, : len(prefix)] = prefix
+    if suffix:
+        ends = mask.sum(axis=1)
+        for r, end in enumerate(ends):
+            types[r, end - len(suffix) : end] = suffix
+    return types

@@ -128,20 +128,20 @@ def init(model: Model, X: Optional[List[Doc]] = None, Y: Optional[Floats2d] = No
                 tokenizer=tokenizer_name, n_vocab=tokenizer.vocab_size, model=name, n_embed=n_embed
             )
         )
-    max_length = resolve_max_length(model.attrs["max_length"], config, tokenizer_limit)
+    shim.set_model(WindowClassifier(hf_model, model.attrs["chunking"].aggregation), tokenizer)
+    limit = shim.encoder_map.position_limit  # type: ignore[union-attr]
+    max_length = resolve_max_length(model.attrs["max_length"], limit, tokenizer_limit)
     window = max_length - tokenizer.n_special
     model.attrs["chunking"].validate(window)
     model.attrs["window"] = window
-    shim.set_model(WindowClassifier(hf_model, model.attrs["chunking"].aggregation), tokenizer)
 
 
-def resolve_max_length(requested: int, config: Any, tokenizer_limit: Optional[int]) -> int:
-    """Cap max_length at the model's limit (position embeddings, tokenizer's max)."""
+def resolve_max_length(requested: int, position_limit: Optional[int], tokenizer_limit: Optional[int]) -> int:
+    """Cap max_length at the model's limit: the wordpieces its position table can
+    index (offset included, see EncoderMap) and the tokenizer's stated maximum."""
     import warnings
 
-    limit = getattr(config, "max_position_embeddings", None) or _NO_LIMIT
-    if "roberta" in config.model_type or config.model_type == "camembert":
-        limit -= (config.pad_token_id or 0) + 1  # positions start after the pad id
+    limit = position_limit or _NO_LIMIT
     if tokenizer_limit is not None and tokenizer_limit < _NO_LIMIT:
         limit = min(limit, tokenizer_limit)
     if requested > limit:

@@ -1,19 +1,15 @@
 """Loading Hugging Face models and tokenizers: from a name at initialize, from a
 stored config on deserialization (no network, no pickle)."""
 import contextlib
+import copy
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import Errors
+from .families import apply_dropout, check_encoder_config, check_encoder_model
 from .tokenizer import WordpieceTokenizer
 
-# Our dropout settings, and the config attribute each model family uses for them.
-DROPOUT_ATTRS = {
-    "hidden_dropout": ("hidden_dropout_prob", "dropout", "hidden_dropout"),
-    "attention_dropout": ("attention_probs_dropout_prob", "attention_dropout"),
-    "classifier_dropout": ("classifier_dropout", "seq_classif_dropout"),
-}
 
 
 @contextlib.contextmanager
@@ -46,6 +42,7 @@ def load_pretrained_config(
             config = AutoConfig.from_pretrained(name)
     except (OSError, ValueError) as e:
         raise ValueError(Errors.BC006.format(model=name, reason=_reason(e))) from e
+    check_encoder_config(config, name)
     config.num_labels = len(labels)
     config.id2label = dict(enumerate(labels))
     config.label2id = {label: i for i, label in enumerate(labels)}
@@ -53,52 +50,53 @@ def load_pretrained_config(
     return config
 
 
-def apply_dropout(config: Any, dropout: Dict[str, Optional[float]]) -> None:
-    """Set the dropout rates that are not None on a HF config, whatever its family."""
-    for setting, value in dropout.items():
-        if value is None:
-            continue
-        attrs = [a for a in DROPOUT_ATTRS[setting] if hasattr(config, a)]
-        if not attrs:
-            detail = f"models of type '{config.model_type}' have no {setting} setting"
-            raise ValueError(Errors.BC022.format(setting=setting, value=value, detail=detail))
-        setattr(config, attrs[0], float(value))
-
-
 def load_pretrained_model(name: str, config: Any, attn_implementation: Optional[str]) -> Any:
     """Load pretrained weights; a head of another size is re-initialized."""
     from transformers import AutoModelForSequenceClassification
 
     def load(attn: Optional[str]) -> Any:
-        with quiet_transformers():
-            return AutoModelForSequenceClassification.from_pretrained(
-                name, config=config, ignore_mismatched_sizes=True, attn_implementation=attn
-            )
+        kwargs = {} if attn is None else {"attn_implementation": attn}
+        return AutoModelForSequenceClassification.from_pretrained(
+            name, config=copy.deepcopy(config), ignore_mismatched_sizes=True, **kwargs
+        )
 
     try:
-        try:
-            return load(attn_implementation)
-        except ValueError as e:  # this model type does not support SDPA
-            if attn_implementation is None or "attn" not in str(e).lower():
-                raise
-            return load(None)
+        with quiet_transformers():
+            hf_model = with_attention_fallback(load, attn_implementation)
     except OSError as e:
         raise ValueError(Errors.BC006.format(model=name, reason=_reason(e))) from e
+    check_encoder_model(hf_model, name)
+    return hf_model
 
 
 def model_from_config(config_dict: Dict[str, Any], attn_implementation: Optional[str]) -> Any:
-    """Build a sequence classifier with random weights from a stored config dict."""
+    """Build a sequence classifier with random weights from a stored config dict.
+    The attention implementation is a setting of this load, not of the saved
+    pipeline: each attempt builds its config afresh (transformers 5 writes the
+    implementation it tried into the config object)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    config_dict = dict(config_dict)
+    def build(attn: Optional[str]) -> Any:
+        settings = dict(config_dict)
+        settings.pop("_attn_implementation", None)
+        config = AutoConfig.for_model(settings.pop("model_type"), **settings)
+        kwargs = {} if attn is None else {"attn_implementation": attn}
+        return AutoModelForSequenceClassification.from_config(config, **kwargs)
+
     with quiet_transformers():
-        config = AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
-        try:
-            return AutoModelForSequenceClassification.from_config(
-                config, attn_implementation=attn_implementation
-            )
-        except ValueError:
-            return AutoModelForSequenceClassification.from_config(config)
+        return with_attention_fallback(build, attn_implementation)
+
+
+def with_attention_fallback(build: Callable[[Optional[str]], Any], attn_implementation: Optional[str]) -> Any:
+    """Build with the requested attention implementation; if this model type does
+    not support it (DeBERTa, MPNet, Funnel have no SDPA), with transformers' default."""
+    try:
+        return build(attn_implementation)
+    except (ValueError, ImportError) as e:
+        message = str(e).lower()
+        if attn_implementation is None or not ("attn" in message or "attention" in message):
+            raise
+        return build(None)
 
 
 def load_tokenizer(
@@ -122,7 +120,12 @@ def load_tokenizer(
     if pad_id is None:
         pad_id = pad_token_id if pad_token_id is not None else 0
     limit = getattr(hf_tokenizer, "model_max_length", None)
-    return WordpieceTokenizer(hf_tokenizer.backend_tokenizer, pad_id=pad_id), limit
+    backend = hf_tokenizer.backend_tokenizer
+    try:  # the pipeline stores the tokenizer as its JSON: find out now, not at the first save
+        WordpieceTokenizer.check_serializable(backend)
+    except Exception as e:
+        raise ValueError(Errors.BC054.format(model=name, reason=_reason(e))) from e
+    return WordpieceTokenizer(backend, pad_id=pad_id), limit
 
 
 def looks_like_path(name: str) -> bool:

@@ -6,25 +6,32 @@ Public surface: ``model`` (the WindowClassifier), ``hf_model``, ``tokenizer``,
 ``set_trainable_top_layers`` and ``to_bytes`` / ``from_bytes``.
 
 Gradient accumulation: backprop receives the gradient of a *mean* over the
-documents of its batch and accumulates the gradient of their *sum*; the optimizer
-step divides by all documents since the last step. So spaCy's
-``accumulate_gradient`` (whose sub-batches can differ in size) gives exactly the
-gradient of the whole batch, as one pass would.
+documents of its batch and accumulates it weighted by the batch's size relative to
+the first batch since the last step; the optimizer step divides by the total
+weight. So spaCy's ``accumulate_gradient`` (whose sub-batches can differ in size)
+gives exactly the gradient of the whole batch, as one pass would, and the float16
+loss scale multiplies a mean, not a sum over documents.
+
+Parameter averaging (thinc's ``use_averages``): the optimizer step keeps an
+exponential moving average of the weights in ``optimizer.averages``, and
+``use_params`` swaps it in, so spaCy evaluates and saves the averaged weights.
 """
+import contextlib
 import json
 import os
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import srsly
 import torch
 from thinc.api import Optimizer, PyTorchShim, get_torch_default_device
 
 from ..errors import Errors, Warnings
-from ..training.freezing import apply_freezing
-from ..training.optim import LossScale, OptimizerStep, StepResult
+from ..training.freezing import apply_freezing, check_layer_options
+from ..training.optim import LossScale, OptimizerStep, StepResult, averages_key
 from ..training.param_groups import param_groups
 from .batching import WindowBatch
+from .encoder_map import EncoderMap, build_encoder_map
 from .hf_loading import model_from_config
 from .tokenizer import WordpieceTokenizer
 from .torch_model import WindowClassifier
@@ -57,13 +64,15 @@ class BertCatShim(PyTorchShim):
             raise ValueError(Errors.BC019.format(value=cfg["amp_dtype"]))
         super().__init__(None, config=cfg, mixed_precision=False)
         self.tokenizer: Optional[WordpieceTokenizer] = None
+        self.encoder_map: Optional[EncoderMap] = None
         self.trainable_top: Optional[int] = None
         self.loss_scale = LossScale(False)
         self.last_step: Optional[StepResult] = None
         self.n_steps = 0
         self.n_skipped = 0
         self._step: Optional[OptimizerStep] = None
-        self._accumulated = 0
+        self._accumulated = 0.0  # batches' weights since the last step, see backprop
+        self._first_docs = 0
 
     @property
     def model(self) -> Optional[WindowClassifier]:
@@ -78,20 +87,33 @@ class BertCatShim(PyTorchShim):
         return bool(self.cfg["mixed_precision"]) and self.device.type == "cuda"
 
     def set_model(self, model: WindowClassifier, tokenizer: WordpieceTokenizer) -> None:
-        """Install a model and tokenizer: move to the device, apply freezing."""
+        """Install a model and tokenizer: move to the device, map the encoder, check
+        the per-layer options against it and apply freezing. The model starts in
+        eval mode (wrapper and Hugging Face model alike); the first training update
+        switches the whole model to train mode, so dropout is on from step one."""
         self._model = model.to(get_torch_default_device())
+        self._model.eval()
         self.tokenizer = tokenizer
         self._step = None
         self._accumulated = 0
+        self._first_docs = 0
         if self.cfg["mixed_precision"] and self.device.type != "cuda":
             warnings.warn(Warnings.BCW004)
         fp16 = self.amp_enabled and self.cfg["amp_dtype"] == "float16"
         self.loss_scale = LossScale(fp16)
+        self.encoder_map = build_encoder_map(self._model, self._model.hf_model, tokenizer.probe_id)
+        check_layer_options(
+            self.encoder_map,
+            freeze_layers=self.cfg["freeze_layers"],
+            layer_lr_decay=self.cfg["layer_lr_decay"],
+            trainable_top=self.trainable_top,
+        )
         self.apply_freezing()
 
     def apply_freezing(self) -> None:
         apply_freezing(
             self._model,
+            self.encoder_map,
             freeze_embeddings=self.cfg["freeze_embeddings"],
             freeze_layers=self.cfg["freeze_layers"],
             trainable_top=self.trainable_top,
@@ -100,8 +122,16 @@ class BertCatShim(PyTorchShim):
     def set_trainable_top_layers(self, n: Optional[int]) -> None:
         """Train only the head and the top n encoder layers (None: no limit)."""
         if n != self.trainable_top:
+            if self._model is not None:
+                check_layer_options(
+                    self.encoder_map,
+                    freeze_layers=self.cfg["freeze_layers"],
+                    layer_lr_decay=self.cfg["layer_lr_decay"],
+                    trainable_top=n,
+                )
             self.trainable_top = n
-            self.apply_freezing()
+            if self._model is not None:
+                self.apply_freezing()
 
     def _autocast(self):
         dtype = AMP_DTYPES[self.cfg["amp_dtype"]]
@@ -131,9 +161,17 @@ class BertCatShim(PyTorchShim):
         n_docs = len(counts)
 
         def backprop(d_logits: torch.Tensor) -> None:
-            scale = n_docs * self.loss_scale.value
+            # Backward gets the gradient of the batch's mean loss times the fp16 loss
+            # scale (not of the sum over documents, which overflows n_docs times
+            # sooner). Under accumulation each batch is weighted by its size relative
+            # to the first batch since the last step; finish_update divides by the
+            # total weight, which gives the exact mean over all documents.
+            if self._accumulated == 0:
+                self._first_docs = n_docs
+            weight = n_docs / self._first_docs
+            scale = weight * self.loss_scale.value
             torch.autograd.backward(logits, grad_tensors=d_logits.to(logits.dtype) * scale)
-            self._accumulated += n_docs
+            self._accumulated += weight
 
         return logits, backprop
 
@@ -143,7 +181,7 @@ class BertCatShim(PyTorchShim):
             return
         if self._step is None:
             groups = param_groups(
-                self._model, self.cfg["head_lr_scale"], self.cfg["layer_lr_decay"]
+                self._model, self.encoder_map, self.cfg["head_lr_scale"], self.cfg["layer_lr_decay"]
             )
             self._step = OptimizerStep(groups, self.id)
         divisor = self._accumulated * self.loss_scale.value
@@ -152,6 +190,27 @@ class BertCatShim(PyTorchShim):
         self._accumulated = 0
         self.n_steps += 1
         self.n_skipped += int(self.last_step.skipped)
+
+    @contextlib.contextmanager
+    def use_params(self, params: Dict) -> Iterator[None]:
+        """Swap in the averaged weights that the optimizer step keeps in `params`
+        (a thinc optimizer's ``averages``), for the duration of the context."""
+        averages = params.get(averages_key(self.id)) if self._model is not None else None
+        if averages is None or not averages.averages:
+            yield
+            return
+        named = dict(self._model.named_parameters())
+        backup = {}
+        with torch.no_grad():
+            for name, average in averages.averages.items():
+                backup[name] = named[name].detach().clone()
+                named[name].copy_(average)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, weights in backup.items():
+                    named[name].copy_(weights)
 
     def to_bytes(self) -> bytes:
         if self._model is None:

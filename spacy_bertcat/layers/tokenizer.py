@@ -7,7 +7,7 @@ JSON), so a saved pipeline does not depend on transformers' tokenizer classes, w
 differ between transformers 4 and 5.
 """
 import os
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy
 import srsly
@@ -49,7 +49,27 @@ class WordpieceTokenizer:
         backend.no_padding()
         self.backend = backend
         self.pad_id = int(pad_id)
-        self.prefix, self.suffix = _special_frame(backend)
+        frame = _special_frame(backend)
+        self.prefix, self.suffix = frame.prefix, frame.suffix
+        # Token type ids of the frame and the text, where a family sets them (Funnel's
+        # <cls> has type 2); None where all are 0, the models' default.
+        self.type_frame: Optional[Tuple[List[int], int, List[int]]] = frame.types
+
+    @staticmethod
+    def check_serializable(backend: Tokenizer) -> None:
+        """Raise if the tokenizer cannot be stored as JSON and read back (a custom
+        Python pre-tokenizer, such as RoFormer's jieba, cannot)."""
+        Tokenizer.from_str(backend.to_str())
+
+    @property
+    def probe_id(self) -> int:
+        """RETURNS (int): The id of an ordinary (not special) wordpiece."""
+        special = set(self.prefix) | set(self.suffix) | {self.pad_id}
+        for text in ("a", "the", "1", "x"):
+            for i in self.backend.encode(text, add_special_tokens=False).ids:
+                if i not in special:
+                    return i
+        return next(i for i in range(self.vocab_size) if i not in special)
 
     @property
     def n_special(self) -> int:
@@ -80,17 +100,31 @@ class WordpieceTokenizer:
         return cls(Tokenizer.from_str(msg["tokenizer"]), pad_id=msg["pad_id"])
 
 
-def _special_frame(backend: Tokenizer) -> Tuple[List[int], List[int]]:
-    """Find the special tokens the model puts before and after a single sequence.
+class _Frame(NamedTuple):
+    prefix: List[int]
+    suffix: List[int]
+    types: Optional[Tuple[List[int], int, List[int]]]
+
+
+def _special_frame(backend: Tokenizer) -> _Frame:
+    """Find the special tokens (and their token types) the model puts before and
+    after a single sequence.
 
     Encodes a probe text with and without special tokens and locates the plain ids
     inside the framed ones, so no token id is hard-coded ([CLS]/[SEP] for BERT,
-    <s>/</s> for RoBERTa, none for a model without a post-processor).
+    <s>/</s> for RoBERTa, <cls>/<sep> with type 2 for Funnel, none for a model
+    without a post-processor).
     """
     probe = "a b c"
     plain = backend.encode(probe, add_special_tokens=False).ids
-    framed = backend.encode(probe, add_special_tokens=True).ids
+    encoding = backend.encode(probe, add_special_tokens=True)
+    framed, types = encoding.ids, encoding.type_ids
     for start in range(len(framed) - len(plain) + 1):
         if framed[start : start + len(plain)] == plain:
-            return framed[:start], framed[start + len(plain) :]
-    return [], []
+            end = start + len(plain)
+            text_types = set(types[start:end]) or {0}
+            frame_types = (types[:start], text_types.pop(), types[end:])
+            if not any(types):
+                frame_types = None
+            return _Frame(framed[:start], framed[end:], frame_types)
+    return _Frame([], [], None)

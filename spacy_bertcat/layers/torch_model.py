@@ -42,11 +42,17 @@ class WindowClassifier(nn.Module):
             hf_model.base_model.register_forward_hook(_capture_first_token)
 
     def classify_windows(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """RETURNS (Tuple[torch.Tensor, Optional[torch.Tensor]]): The windows' logits
         and, if the aggregation needs them, their first-token hidden states."""
-        logits = self.hf_model(input_ids=input_ids, attention_mask=attention_mask).logits
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        logits = self.hf_model(**inputs).logits
         hidden = _captured.__dict__.pop("hidden", None) if self.aggregation.needs_hidden else None
         return logits, hidden
 
@@ -67,10 +73,11 @@ class WindowClassifier(nn.Module):
                     self.classify_windows,
                     batch.input_ids,
                     batch.attention_mask,
+                    batch.token_type_ids,
                     use_reentrant=False,
                 )
             else:
-                out = self.classify_windows(batch.input_ids, batch.attention_mask)
+                out = self.classify_windows(batch.input_ids, batch.attention_mask, batch.token_type_ids)
             logits.append(out[0].float())
             hidden.append(out[1])
             rows.append(batch.rows)

@@ -11,11 +11,43 @@ from spacy.util import registry
 from torch import nn
 
 from ..errors import Errors
-from .param_groups import EMBEDDINGS, LAYER, num_layers, param_position
+from ..layers.encoder_map import EMBEDDINGS, LAYER, SHARED, EncoderMap
+
+
+def check_layer_options(
+    encoder_map: EncoderMap, *, freeze_layers: int, layer_lr_decay: float, trainable_top: Optional[int] = None
+) -> None:
+    """Raise a clear error for per-layer options the model's layer stack cannot take:
+    more frozen layers than it has, or any per-layer option on a model whose layers
+    share weights (ALBERT), where "layer i" has no weights of its own."""
+    if encoder_map.shares_layers:
+        used = [
+            setting
+            for setting, active in (
+                ("freeze_layers", freeze_layers > 0),
+                ("layer_lr_decay", layer_lr_decay != 1.0),
+                ("spacy-bertcat.gradual_unfreezing.v1", trainable_top is not None),
+            )
+            if active
+        ]
+        if used:
+            raise ValueError(
+                Errors.BC052.format(
+                    model_type=encoder_map.model_type, n_layers=encoder_map.n_layers,
+                    applications=encoder_map.applications, settings=", ".join(used),
+                )
+            )
+    if freeze_layers > encoder_map.n_layers:
+        raise ValueError(
+            Errors.BC053.format(
+                value=freeze_layers, model_type=encoder_map.model_type, n_layers=encoder_map.n_layers
+            )
+        )
 
 
 def apply_freezing(
     module: nn.Module,
+    encoder_map: EncoderMap,
     *,
     freeze_embeddings: bool,
     freeze_layers: int,
@@ -24,16 +56,19 @@ def apply_freezing(
     """Set `requires_grad` on every parameter of the model.
 
     module (nn.Module): The model.
-    freeze_embeddings (bool): Keep the embeddings fixed.
+    encoder_map (EncoderMap): Where each of its parameters sits.
+    freeze_embeddings (bool): Keep the embeddings (and the shared encoder tensors,
+        which follow them) fixed.
     freeze_layers (int): Keep the bottom N encoder layers fixed.
     trainable_top (Optional[int]): Gradual unfreezing's stage: only the top N
         layers (and the head) are trainable, the embeddings only once N reaches
         the number of layers; None when gradual unfreezing is not in use.
     """
-    n_layers = num_layers(module)
+    n_layers = encoder_map.n_layers
+    positions = encoder_map.positions()
     for name, param in module.named_parameters():
-        kind, index = param_position(name)
-        if kind == EMBEDDINGS:
+        kind, index = positions[name]
+        if kind in (EMBEDDINGS, SHARED):
             trainable = not freeze_embeddings and (
                 trainable_top is None or trainable_top >= n_layers
             )

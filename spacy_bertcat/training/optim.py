@@ -9,17 +9,24 @@ LayerNorm weights, and (with mixed precision) unscales after every backward pass
    fp16 loss scale);
 2. compute the global gradient norm; if it is not finite, skip the step (reported,
    and the fp16 loss scale backs off); else clip by it, as HF's Trainer does;
-3. step a torch AdamW/Adam whose learning rate, betas, eps, weight decay and clip
-   are read from the thinc ``Optimizer`` at every step, so spaCy's schedules
-   (warmup_linear, slanted_triangular, ...) drive it; per-group learning-rate scales
-   implement discriminative and layer-wise rates; biases and norms get no decay.
+3. step a torch AdamW/Adam (thinc's Adam) or RAdam (thinc's RAdam) whose learning
+   rate, betas, eps, weight decay and clip are read from the thinc ``Optimizer`` at
+   every step, so spaCy's schedules (warmup_linear, slanted_triangular, ...) drive
+   it; per-group learning-rate scales implement discriminative and layer-wise
+   rates; biases and norms get no decay;
+4. with ``use_averages``, update an exponential moving average of the weights, kept
+   in ``optimizer.averages`` for spaCy's evaluation and saves (see
+   ``ParameterAverages``).
 
-Optimizers that are not Adam (thinc's SGD, RAdam) are called per parameter through
-thinc, with the same clipping, ``lr_scale`` and decay rules.
+thinc's SGD (``beta1 = beta2 = 0``) is called per parameter through thinc, with the
+same clipping, ``lr_scale`` and decay rules. (thinc 8.3's own RAdam ignores
+``lr_scale``, which is why RAdam runs on torch's implementation; torch adds eps
+after the bias correction of the second moment, thinc before it, a difference
+that matters only while the second moment is near zero.)
 """
 import math
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from thinc.api import Optimizer, torch2xp, xp2torch
@@ -58,17 +65,65 @@ class LossScale:
                 self.value *= 2.0
 
 
-def make_torch_optimizer(cls, specs) -> torch.optim.Optimizer:
+def make_torch_optimizer(cls, specs, **kwargs) -> torch.optim.Optimizer:
     """The fused implementation (one pass over memory: 5x faster than foreach on the
-    CPU), where the parameters' device and dtype support it."""
+    CPU), where the optimizer and the parameters' device and dtype support it."""
     try:
-        return cls(specs, lr=0.0, weight_decay=0.0, fused=True)
-    except (RuntimeError, ValueError):
-        return cls(specs, lr=0.0, weight_decay=0.0, foreach=True)
+        return cls(specs, lr=0.0, weight_decay=0.0, fused=True, **kwargs)
+    except (RuntimeError, ValueError, TypeError):
+        return cls(specs, lr=0.0, weight_decay=0.0, foreach=True, **kwargs)
 
 
 def is_adam(optimizer: Optimizer) -> bool:
-    return not optimizer.use_radam and optimizer.b1 > 0.0 and optimizer.b2 > 0.0
+    """Whether thinc would run Adam or RAdam (else plain SGD)."""
+    return optimizer.use_radam or (optimizer.b1 > 0.0 and optimizer.b2 > 0.0)
+
+
+def torch_optimizer_class(optimizer: Optimizer):
+    """RETURNS: The torch optimizer class for a thinc optimizer's settings, and the
+    keyword arguments that select its weight-decay mode."""
+    if optimizer.use_radam:
+        return torch.optim.RAdam, {"decoupled_weight_decay": bool(optimizer.L2_is_weight_decay)}
+    return (torch.optim.AdamW if optimizer.L2_is_weight_decay else torch.optim.Adam), {}
+
+
+def averages_key(owner_id: int) -> Tuple[str, int]:
+    """RETURNS (Tuple[str, int]): The key of a model's ParameterAverages in a thinc
+    optimizer's ``averages`` (a key no thinc parameter uses)."""
+    return ("spacy-bertcat", owner_id)
+
+
+class ParameterAverages:
+    """An exponential moving average of the trainable weights, with thinc's decay
+    schedule: after a parameter's t-th update, ``decay = min((1 + t) / (10 + t),
+    0.9999)`` and ``average += (1 - decay) * (weights - average)``. (thinc starts the
+    average at zero; here it starts at the weights after the first update, so early
+    evaluations are not pulled towards zero.)
+
+    spaCy evaluates and saves inside ``nlp.use_params(optimizer.averages)``; the
+    shim's ``use_params`` finds this object there under its key and swaps the
+    averages in.
+    """
+
+    def __init__(self) -> None:
+        self.averages: Dict[str, torch.Tensor] = {}
+        self.updates: Dict[str, int] = {}
+
+    @torch.no_grad()
+    def update(self, named_params: List[Tuple[str, torch.nn.Parameter]]) -> None:
+        by_decay: Dict[float, Tuple[list, list]] = {}
+        for name, param in named_params:
+            t = self.updates.get(name, 0) + 1
+            self.updates[name] = t
+            if name not in self.averages:
+                self.averages[name] = param.detach().clone()
+                continue
+            decay = min((1.0 + t) / (10.0 + t), 0.9999)
+            averages, weights = by_decay.setdefault(decay, ([], []))
+            averages.append(self.averages[name])
+            weights.append(param.detach())
+        for decay, (averages, weights) in by_decay.items():
+            torch._foreach_lerp_(averages, weights, 1.0 - decay)
 
 
 class OptimizerStep:
@@ -83,6 +138,7 @@ class OptimizerStep:
         self.key_id = key_id
         self._torch: Optional[torch.optim.Optimizer] = None
         self._source: Optional[Optimizer] = None
+
 
     @property
     def params(self) -> List[torch.nn.Parameter]:
@@ -108,6 +164,9 @@ class OptimizerStep:
             self._torch_step(optimizer)
         else:
             self._thinc_step(optimizer)
+        if optimizer.averages is not None:
+            averages = optimizer.averages.setdefault(averages_key(self.key_id), ParameterAverages())
+            averages.update([(n, p) for g in self.groups for n, p in zip(g.names, g.params) if p.grad is not None])
         self.zero_grad()
         return StepResult(grad_norm, False)
 
@@ -117,12 +176,12 @@ class OptimizerStep:
 
     def _torch_step(self, optimizer: Optimizer) -> None:
         if self._torch is None or self._source is not optimizer:
-            cls = torch.optim.AdamW if optimizer.L2_is_weight_decay else torch.optim.Adam
+            cls, kwargs = torch_optimizer_class(optimizer)
             specs = [
                 {"params": g.params, "lr_scale": g.lr_scale, "decay": g.decay}
                 for g in self.groups
             ]
-            self._torch = make_torch_optimizer(cls, specs)
+            self._torch = make_torch_optimizer(cls, specs, **kwargs)
             self._source = optimizer
         for group in self._torch.param_groups:
             group["lr"] = optimizer.learn_rate * group["lr_scale"]
@@ -132,7 +191,8 @@ class OptimizerStep:
         self._torch.step()
 
     def _thinc_step(self, optimizer: Optimizer) -> None:
-        L2 = optimizer.L2
+        L2, averages = optimizer.L2, optimizer.averages
+        optimizer.averages = None  # ParameterAverages keeps them, see __call__
         try:
             for group in self.groups:
                 optimizer.L2 = L2 if group.decay else 0.0
@@ -147,4 +207,4 @@ class OptimizerStep:
                     )
                     param.data.copy_(xp2torch(weights, device=param.device))
         finally:
-            optimizer.L2 = L2
+            optimizer.L2, optimizer.averages = L2, averages

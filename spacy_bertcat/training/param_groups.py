@@ -1,46 +1,30 @@
-"""Which part of the encoder each parameter belongs to, and what follows from it.
+"""Learning-rate scales and weight decay per parameter, read from the encoder map.
 
-Parameters fall into three kinds, by name, for any BERT-family model:
-- "embeddings": anything under an ``embeddings`` module;
-- "layer": encoder layer i (``...layer.<i>...`` / ``...layers.<i>...``);
-- "head": everything else: the classifier, DistilBERT's pre_classifier, BERT's
-  pooler and the window aggregation.
-Freezing (freezing.py) and learning-rate scales (optim.py) both work on this split.
+Freezing (freezing.py) and the optimizer step (optim.py) both work on the map built
+in layers/encoder_map.py: embeddings, layer i, shared encoder tensors, head.
 """
+import re
 from dataclasses import dataclass, field
-from typing import List, Tuple
+from typing import List
 
 from torch import nn
 
-EMBEDDINGS, LAYER, HEAD = "embeddings", "layer", "head"
+from ..layers.encoder_map import HEAD, LAYER, EncoderMap
+
+# Hugging Face's Trainer exempts these names (lower-cased) and every nn.LayerNorm
+# from weight decay (Trainer.get_decay_parameter_names).
+_NO_DECAY_PATTERNS = [
+    re.compile(p) for p in (r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)")
+]
 
 
-def param_position(name: str) -> Tuple[str, int]:
-    """RETURNS (Tuple[str, int]): The kind of a parameter and its layer index
-    (-1 unless the kind is "layer")."""
-    parts = name.split(".")
-    for i, part in enumerate(parts[:-1]):
-        if part in ("layer", "layers") and parts[i + 1].isdigit():
-            return LAYER, int(parts[i + 1])
-    if any(part.startswith("embeddings") for part in parts):
-        return EMBEDDINGS, -1
-    return HEAD, -1
-
-
-def num_layers(module: nn.Module) -> int:
-    """RETURNS (int): The number of encoder layers, from the parameter names."""
-    indices = [param_position(n)[1] for n, _ in module.named_parameters()]
-    return max(indices) + 1 if indices else 0
-
-
-def lr_scale(name: str, n_layers: int, head_lr_scale: float, layer_lr_decay: float) -> float:
-    """The learning-rate multiplier of a parameter.
+def lr_scale(kind: str, index: int, n_layers: int, head_lr_scale: float, layer_lr_decay: float) -> float:
+    """The learning-rate multiplier of a parameter of a kind (see EncoderMap).
 
     The head learns `head_lr_scale` times the base rate; the top encoder layer learns
     at the base rate and each layer below at `layer_lr_decay` times the one above;
-    the embeddings sit one step below the bottom layer.
+    the embeddings and the shared encoder tensors sit one step below the bottom layer.
     """
-    kind, index = param_position(name)
     if kind == HEAD:
         return head_lr_scale
     below_top = n_layers - 1 - index if kind == LAYER else n_layers
@@ -48,14 +32,16 @@ def lr_scale(name: str, n_layers: int, head_lr_scale: float, layer_lr_decay: flo
 
 
 def no_decay_names(module: nn.Module) -> set:
-    """RETURNS (set): Names of biases and normalization weights, exempt from weight
-    decay as in Hugging Face's Trainer."""
+    """RETURNS (set): Names of the parameters exempt from weight decay, by Hugging
+    Face's rule: inside an nn.LayerNorm, or a name that mentions a bias or a norm
+    (DeBERTa's q_bias, MPNet's relative_attention_bias, RMSNorm weights, ...)."""
     names = set()
     for module_name, sub in module.named_modules():
-        is_norm = isinstance(sub, nn.LayerNorm) or "norm" in type(sub).__name__.lower()
         for param_name, _ in sub.named_parameters(recurse=False):
-            if is_norm or param_name == "bias":
-                names.add(f"{module_name}.{param_name}" if module_name else param_name)
+            full = f"{module_name}.{param_name}" if module_name else param_name
+            local = full.split("hf_model.", 1)[-1].lower()
+            if isinstance(sub, nn.LayerNorm) or any(p.search(local) for p in _NO_DECAY_PATTERNS):
+                names.add(full)
     return names
 
 
@@ -69,14 +55,19 @@ class ParamGroup:
     params: List[nn.Parameter] = field(default_factory=list)
 
 
-def param_groups(module: nn.Module, head_lr_scale: float, layer_lr_decay: float) -> List[ParamGroup]:
+def param_groups(
+    module: nn.Module, encoder_map: EncoderMap, head_lr_scale: float, layer_lr_decay: float
+) -> List[ParamGroup]:
     """Split all parameters (frozen ones too) into groups by lr scale and decay."""
-    n_layers = num_layers(module)
+    positions = encoder_map.positions()
     exempt = no_decay_names(module)
     groups = {}
     for name, param in module.named_parameters():
-        key = (lr_scale(name, n_layers, head_lr_scale, layer_lr_decay), name not in exempt)
+        kind, index = positions[name]
+        scale = lr_scale(kind, index, encoder_map.n_layers, head_lr_scale, layer_lr_decay)
+        key = (scale, name not in exempt)
         group = groups.setdefault(key, ParamGroup(*key))
         group.names.append(name)
         group.params.append(param)
     return list(groups.values())
+
