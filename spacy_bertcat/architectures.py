@@ -6,9 +6,12 @@ from spacy.util import SimpleFrozenDict, registry
 from thinc.api import Model
 from thinc.types import Floats2d
 
-from .errors import Errors
+from .errors import Errors, config_error
 from .layers.chunking import Chunker
 from .layers.classifier import BertClassifierModel
+
+# Attention implementations bertcat accepts (transformers' own names; null: its default).
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flex_attention", None)
 
 
 @registry.architectures("spacy-bertcat.BertClassifier.v1")
@@ -66,17 +69,24 @@ def build_bert_classifier_v1(
         the model's.
     nO (Optional[int]): Number of labels, set at initialize.
     """
+    def invalid(setting: str, value: Any, detail: str) -> ValueError:
+        return config_error(Errors.BC022.format(setting=setting, value=value, detail=detail), ["model", setting])
+
     if freeze_layers < 0:
-        detail = "it must be 0 or more"
-        raise ValueError(Errors.BC022.format(setting="freeze_layers", value=freeze_layers, detail=detail))
+        raise invalid("freeze_layers", freeze_layers, "it must be 0 or more")
     for setting, value in (("max_length", max_length), ("max_batch_wordpieces", max_batch_wordpieces)):
         if value < 8:
-            detail = "it must be at least 8 wordpieces"
-            raise ValueError(Errors.BC022.format(setting=setting, value=value, detail=detail))
+            raise invalid(setting, value, "it must be at least 8 wordpieces")
     for setting, value in (("head_lr_scale", head_lr_scale), ("layer_lr_decay", layer_lr_decay)):
         if value <= 0:
-            detail = "it must be positive"
-            raise ValueError(Errors.BC022.format(setting=setting, value=value, detail=detail))
+            raise invalid(setting, value, "it must be positive")
+    for setting, value in (
+        ("hidden_dropout", hidden_dropout), ("attention_dropout", attention_dropout), ("classifier_dropout", classifier_dropout)
+    ):
+        if value is not None and not 0.0 <= value < 1.0:
+            raise invalid(setting, value, "a dropout rate must be at least 0 and below 1")
+    if attn_implementation not in ATTN_IMPLEMENTATIONS:
+        raise invalid("attn_implementation", attn_implementation, f"use one of {ATTN_IMPLEMENTATIONS}")
     return BertClassifierModel(
         name,
         chunking=chunking,

@@ -14,6 +14,7 @@ Label fields (``label_field``, detected from the first record when not given):
 """
 import csv
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -21,7 +22,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
-from .errors import Errors
+from .errors import Errors, Warnings
 
 FORMATS = ("jsonl", "csv", "tsv", "txt", "folders", "spacy")
 LABEL_FIELDS = ("label", "labels", "cats")
@@ -76,27 +77,52 @@ def detect_format(path: Union[str, Path], file_format: Optional[str] = None) -> 
     return aliases[suffix]
 
 
-def read_rows(path: Union[str, Path], file_format: Optional[str] = None) -> Iterator[Tuple[int, Dict[str, Any]]]:
+class InvalidRow(dict):
+    """A row that could not be read (read_rows with keep_invalid): empty, with the
+    reason in `problem`."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__()
+        self.problem = problem
+
+
+def read_rows(
+    path: Union[str, Path],
+    file_format: Optional[str] = None,
+    *,
+    keep_invalid: bool = False,
+    keep_blank: bool = False,
+    encoding: Optional[str] = None,
+    fallback_encoding: Optional[str] = None,
+) -> Iterator[Tuple[int, Dict[str, Any]]]:
     """Read the raw rows of a JSONL, CSV, TSV or text file, or of a folder with one
     subfolder of .txt files per label.
 
     path (Union[str, Path]): The file or folder.
     file_format (Optional[str]): One of jsonl, csv, tsv, txt, folders; None to
         detect it from the suffix.
+    keep_invalid (bool): Yield an InvalidRow for a JSONL line that is not a JSON
+        object or a CSV row of the wrong width, instead of raising an error.
+    keep_blank (bool): Yield the blank lines of a text file too (as empty texts).
+    encoding (Optional[str]): The files' encoding; None for UTF-8 (a UTF-8 or, in
+        label folders, UTF-16 byte-order mark is honoured).
+    fallback_encoding (Optional[str]): For label folders: the encoding of files
+        that are not valid in `encoding` (each one is named in a warning, BCW010);
+        None to make such a file an error.
     YIELDS (Tuple[int, Dict[str, Any]]): The line of each row and its fields. A
         text file yields {"text": line} for each non-empty line; a folder yields
-        {"text": ..., "label": subfolder, "id": "subfolder/file"}.
+        {"text": ..., "label": label folder, "id": path under the folder}.
     """
     path = Path(path)
     file_format = detect_format(path, file_format)
     if file_format == "folders":
-        yield from _read_folders(path)
+        yield from _read_folders(path, encoding, fallback_encoding)
         return
     if file_format == "spacy":
         raise ValueError(Errors.BC032.format(path=path, suffix=".spacy", formats="jsonl, csv, tsv, txt, folders"))
     if not path.is_file():
         raise ValueError(Errors.BC043.format(path=path, detail="the file does not exist"))
-    with path.open(encoding="utf-8-sig", newline="") as file_:
+    with path.open(encoding=encoding or "utf-8-sig", newline="") as file_:
         try:
             if file_format == "jsonl":
                 for i, line in enumerate(file_, start=1):
@@ -105,9 +131,15 @@ def read_rows(path: Union[str, Path], file_format: Optional[str] = None) -> Iter
                     try:
                         row = json.loads(line)
                     except json.JSONDecodeError as e:
+                        if keep_invalid:
+                            yield i, InvalidRow(f"invalid JSON ({e.msg})")
+                            continue
                         raise ValueError(Errors.BC031.format(path=path, line=i, reason=e.msg)) from e
                     if not isinstance(row, dict):
                         problem = f"expected a JSON object, got {type(row).__name__}"
+                        if keep_invalid:
+                            yield i, InvalidRow(problem)
+                            continue
                         raise ValueError(Errors.BC030.format(path=path, line=i, problem=problem))
                     yield i, row
             elif file_format in ("csv", "tsv"):
@@ -119,14 +151,17 @@ def read_rows(path: Union[str, Path], file_format: Optional[str] = None) -> Iter
                     start, lines.first = lines.first, None  # the row's first line
                     if None in row or any(value is None for value in row.values()):
                         problem = f"it has {len(reader.fieldnames or [])} columns in the header but a different number here"
+                        if keep_invalid:
+                            yield start, InvalidRow(problem)
+                            continue
                         raise ValueError(Errors.BC030.format(path=path, line=start, problem=problem))
                     yield start, dict(row)
             else:  # txt
                 for i, line in enumerate(file_, start=1):
-                    if line.strip():
+                    if keep_blank or line.strip():
                         yield i, {"text": line.rstrip("\r\n")}
         except UnicodeDecodeError as e:
-            raise ValueError(Errors.BC043.format(path=path, detail=f"it is not UTF-8 text ({e.reason})")) from e
+            raise ValueError(Errors.BC047.format(path=path, encoding=encoding or "UTF-8", reason=e.reason)) from e
 
 
 class _LineCounter:
@@ -149,24 +184,50 @@ class _LineCounter:
         return line
 
 
-def _read_folders(path: Path) -> Iterator[Tuple[int, Dict[str, Any]]]:
+def _read_folders(
+    path: Path, encoding: Optional[str] = None, fallback: Optional[str] = None
+) -> Iterator[Tuple[int, Dict[str, Any]]]:
+    """The .txt files under each label folder, its subfolders included (the label
+    is the top folder's name; the id the file's path under it, without .txt)."""
     folders = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise ValueError(Errors.BC043.format(path=path, detail="the folder has no subfolders (one per label)"))
     n = 0
     for folder in folders:
-        for file_ in sorted(folder.glob("*.txt")):
+        files = sorted(
+            p for p in folder.rglob("*.txt")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        )
+        for file_ in files:
             n += 1
-            yield n, {"text": read_text_file(file_), "label": folder.name, "id": f"{folder.name}/{file_.stem}"}
+            text = read_text_file(file_, encoding, fallback)
+            if not text:
+                raise ValueError(Errors.BC043.format(path=file_, detail="the file is empty (a text per file is expected)"))
+            rel = file_.relative_to(path).with_suffix("").as_posix()
+            yield n, {"text": text, "label": folder.name, "id": rel}
 
 
-def read_text_file(path: Path) -> str:
-    """RETURNS (str): A text file as UTF-8, else Windows-1252; line ends as \\n, stripped."""
+_BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+
+
+def read_text_file(path: Path, encoding: Optional[str] = None, fallback: Optional[str] = None) -> str:
+    """RETURNS (str): A text file decoded as `encoding`, or as UTF-8 (UTF-8 and
+    UTF-16 byte-order marks honoured); line ends as \\n, stripped. A file that does
+    not decode (another 8-bit encoding, UTF-16 without a byte-order mark) is an
+    error that names it, or, with a `fallback` encoding, decoded with that and named
+    in a warning: never a silent guess."""
     data = path.read_bytes()
+    if encoding is None:
+        encoding = next((name for bom, name in _BOMS if data.startswith(bom)), "utf-8")
+        if encoding == "utf-8" and b"\x00" in data:
+            raise ValueError(Errors.BC047.format(path=path, encoding="UTF-8", reason="it has NUL bytes, as UTF-16 without a byte-order mark has"))
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = data.decode("cp1252", errors="replace")
+        text = data.decode(encoding)
+    except UnicodeDecodeError as e:
+        if fallback is None:
+            raise ValueError(Errors.BC047.format(path=path, encoding=encoding, reason=e.reason)) from e
+        warnings.warn(Warnings.BCW010.format(path=path, encoding=encoding, fallback=fallback, reason=e.reason))
+        text = data.decode(fallback)
     return text.replace("\r\n", "\n").replace("\r", "\n").strip()
 
 
@@ -180,6 +241,8 @@ def read_records(
     require_labels: bool = True,
     exclusive: Optional[bool] = None,
     allowed_labels: Optional[Sequence[str]] = None,
+    encoding: Optional[str] = None,
+    fallback_encoding: Optional[str] = None,
 ) -> Iterator[Record]:
     """Read and validate the records of a file; errors name the file and line.
 
@@ -197,11 +260,12 @@ def read_records(
         record, False to allow any number; None for no check.
     allowed_labels (Optional[Sequence[str]]): The label set; other labels are an
         error. None for any labels.
+    encoding, fallback_encoding (Optional[str]): See read_rows.
     YIELDS (Record): The records, in file order.
     """
     path = Path(path)
     allowed = set(allowed_labels) if allowed_labels is not None else None
-    for line, row in read_rows(path, file_format):
+    for line, row in read_rows(path, file_format, encoding=encoding, fallback_encoding=fallback_encoding):
         if label_field is None:
             label_field = next((f for f in LABEL_FIELDS if f in row), "")
             if not label_field and require_labels:

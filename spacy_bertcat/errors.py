@@ -1,8 +1,36 @@
 """Error and warning messages, spaCy style: a code, what went wrong, how to fix it.
 
 Codes carry the prefix ``BC`` so they can't be mistaken for spaCy's own ``E###``.
+
+A bad setting is reported the way spaCy reports config errors: as a
+``ConfigValidationError`` (a ValueError) that names the setting's place in the config,
+which `spacy train` and the other spaCy commands print as a short block instead of a
+traceback. Settings whose problem shows only at initialize (a model that does not
+exist, more frozen layers than the model has) raise a ``SettingError`` naming the
+setting relative to the component; the component turns it into a
+``ConfigValidationError`` with the component's name.
 """
+from typing import Sequence
+
+from confection import ConfigValidationError
 from spacy.errors import ErrorsWithCodes
+
+
+class SettingError(ValueError):
+    """A bad value of a component setting.
+
+    setting (str): Its path inside the component's block, e.g. "model.freeze_layers".
+    """
+
+    def __init__(self, message: str, setting: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+def config_error(message: str, loc: Sequence[str], title: str = "Invalid spacy-bertcat setting") -> ConfigValidationError:
+    """RETURNS (ConfigValidationError): An error for the setting at `loc`, printed
+    by spaCy's commands like any config validation error."""
+    return ConfigValidationError(errors=[{"loc": [str(p) for p in loc], "msg": message}], title=title, show_config=False)
 
 
 class Warnings(metaclass=ErrorsWithCodes):
@@ -34,6 +62,25 @@ class Warnings(metaclass=ErrorsWithCodes):
         "Component '{name}': {n} annotated training document(s) have no text "
         "(empty or whitespace only). They are not trained on: prediction gives "
         "such documents a fixed result without running the model."
+    )
+    BCW008 = (
+        "The learning-rate schedule '{schedule}' ends at step {total} "
+        "([training.optimizer.learn_rate] total_steps), but training runs to "
+        "[training] max_steps = {max_steps}. Set both to the same value (with "
+        "--training.max_steps N also pass "
+        "--training.optimizer.learn_rate.total_steps N)."
+    )
+    BCW009 = (
+        "Components '{name}' and '{other}' both predict the label(s) {labels}; "
+        "doc.cats holds the score of whichever runs last. Each bertcat "
+        "component's own scores are in doc._.bertcat_cats[name], and "
+        "`spacy-bertcat evaluate -C NAME` evaluates one component alone. If the "
+        "components should predict different labels, give each its labels in "
+        "[initialize.components.NAME] labels = [...]."
+    )
+    BCW010 = (
+        "{path} is not {encoding} text ({reason}); it was read as {fallback} "
+        "(--fallback-encoding). Check its characters in the converted data."
     )
     BCW005 = (
         "Component '{name}': {n_truncated} of {n_docs} training documents "
@@ -161,6 +208,17 @@ class Errors(metaclass=ErrorsWithCodes):
         "labels are {labels}. Set positive_label only for binary tasks."
     )
     BC024 = "Labels must be strings; got {label!r} of type {type}."
+    BC025 = (
+        "Component '{name}' has no labels: {reason}. Labels come from the "
+        "doc.cats of the training data at initialize, or from the config: "
+        "[initialize.components.{name}] labels = [\"A\", \"B\"] (`spacy init "
+        "labels` writes them from a corpus). `spacy assemble` initializes "
+        "without data, so it needs them in the config."
+    )
+    BC026 = (
+        "Invalid threshold={value} for component '{name}': a threshold is a "
+        "score between 0 and 1."
+    )
     BC050 = (
         "Could not run the '{model_type}' model on a short probe input, which "
         "bertcat does to map its layers ({reason}). This model type needs inputs "
@@ -192,6 +250,12 @@ class Errors(metaclass=ErrorsWithCodes):
     BC055 = (
         "'{model_type}' models have no separate {setting}; {hint}leave "
         "{setting} null."
+    )
+    BC048 = (
+        "Permission denied reading {path} as {user}: the pipeline's files are not "
+        "readable by this user (they are not damaged). Make them readable, e.g. "
+        "`chmod -R a+rX` on the pipeline directory, or save it again: bertcat "
+        "now writes its files honouring the umask, like spaCy's own."
     )
     # Data, CLI and reports (spacy_bertcat/data.py, cli/, report.py, plots.py).
     BC030 = "Invalid record in {path}, line {line}: {problem}."
@@ -245,3 +309,18 @@ class Errors(metaclass=ErrorsWithCodes):
     )
     BC042 = "Invalid {setting}={value}: {detail}."
     BC043 = "Cannot read {path}: {detail}."
+    BC044 = (
+        "{partial} holds {n} rows of an earlier run that did not finish. Run the "
+        "same command with --resume to continue it, or delete it to start over "
+        "({output} is written only when a run is complete)."
+    )
+    BC045 = "Cannot resume from {partial}: {detail}."
+    BC047 = (
+        "Cannot read {path} as {encoding} text ({reason}). Convert the file to "
+        "UTF-8, or name its encoding with --encoding (e.g. --encoding cp1252 or "
+        "--encoding utf-16)."
+    )
+    BC046 = (
+        "The baseline {path} cannot be shown beside this report: {detail}. Give "
+        "the report of a model evaluated on the same data with the same labels."
+    )

@@ -11,24 +11,31 @@ gradients under gradient accumulation):
   ``sum_ij mask_ij * bce_ij / (n * n_labels)``; with nothing missing and no weights
   this is torch's ``BCEWithLogitsLoss()``.
 """
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import AbstractSet, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy
 from spacy.training import Example
 
-from .errors import Errors
+from .errors import Errors, SettingError
 
 ClassWeights = Union[None, str, Dict[str, float]]
 
 
 def examples_to_truth(
-    examples: Iterable[Example], labels: Sequence[str], *, exclusive: bool, name: str
+    examples: Iterable[Example],
+    labels: Sequence[str],
+    *,
+    exclusive: bool,
+    name: str,
+    ignore: AbstractSet[str] = frozenset(),
 ) -> Tuple[numpy.ndarray, numpy.ndarray]:
     """Validate gold cats and build the truth matrix and its mask of observed values.
 
-    A label missing from a doc's cats is unobserved (multi-label); a doc with empty
-    cats is unannotated (all unobserved). Raises a ValueError for labels not in
-    `labels`, values other than 0/1, and exclusive docs without exactly one positive.
+    A label missing from a doc's cats is unobserved (multi-label); a doc with no
+    cats for `labels` is unannotated (all unobserved). Labels in `ignore` (those of
+    other classifiers of the pipeline) are left out. Raises a ValueError for other
+    labels not in `labels`, values other than 0/1, and exclusive docs without
+    exactly one positive.
     RETURNS (Tuple[numpy.ndarray, numpy.ndarray]): Truth and mask, (docs, labels).
     """
     examples = list(examples)
@@ -37,6 +44,8 @@ def examples_to_truth(
     mask = numpy.zeros((len(examples), len(labels)), dtype="f")
     for i, eg in enumerate(examples):
         cats = eg.reference.cats
+        if ignore:
+            cats = {label: value for label, value in cats.items() if label not in ignore}
         unknown = sorted(label for label in cats if label not in index)
         if unknown:
             raise ValueError(Errors.BC005.format(name=name, unknown=unknown, labels=list(labels)))
@@ -77,7 +86,7 @@ def resolve_class_weights(
         return None
     if isinstance(setting, str):
         if setting != "balanced":
-            raise ValueError(Errors.BC011.format(name=name, detail=f"unknown option {setting!r}"))
+            raise SettingError(Errors.BC011.format(name=name, detail=f"unknown option {setting!r}"), "class_weights")
         positives = (truth * mask).sum(axis=0)
         if exclusive:
             n = mask.any(axis=1).sum()
@@ -88,10 +97,10 @@ def resolve_class_weights(
         return [float(w) for w in weights]
     unknown = sorted(set(setting) - set(labels))
     if unknown:
-        raise ValueError(Errors.BC011.format(name=name, detail=f"labels {unknown} are not in {list(labels)}"))
+        raise SettingError(Errors.BC011.format(name=name, detail=f"labels {unknown} are not in {list(labels)}"), "class_weights")
     bad = {k: v for k, v in setting.items() if not isinstance(v, (int, float)) or v <= 0}
     if bad:
-        raise ValueError(Errors.BC011.format(name=name, detail=f"weights must be positive numbers, got {bad}"))
+        raise SettingError(Errors.BC011.format(name=name, detail=f"weights must be positive numbers, got {bad}"), "class_weights")
     return [float(setting.get(label, 1.0)) for label in labels]
 
 

@@ -7,6 +7,7 @@ softmax (``bertcat``: scores sum to 1) or sigmoid (``bertcat_multilabel``) and w
 """
 import logging
 import math
+import os
 import warnings
 from itertools import islice
 from pathlib import Path
@@ -24,9 +25,12 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer
 from thinc.types import Floats2d
 
-from .errors import Errors, Warnings
+from .errors import Errors, SettingError, Warnings, config_error
 from .util import atomic_write
 from .layers.classifier import get_shim
+from .scorers import active_thresholds
+from .labels import other_classifier_labels, remember_pipeline, set_component_cats, warn_shared_labels
+from .training.config_checks import check_schedule_length, uses_gradual_unfreezing
 from .loss import (
     ClassWeights,
     examples_to_truth,
@@ -152,6 +156,8 @@ class BertCat(TrainablePipe):
             "class_weights": class_weights,
             "label_weights": None,  # class_weights resolved per label at initialize
             "thresholds": None,  # per-label thresholds (multi-label), see find-thresholds
+            "thresholds_tuned_at": None,  # the global threshold they were tuned under
+            "other_labels": [],  # gold labels of the training data that other components predict
         }
         self._warned_truncation = False
 
@@ -187,19 +193,50 @@ class BertCat(TrainablePipe):
         positive_label: Optional[str] = None,
     ) -> None:
         """Take the labels from the data (sorted) or from `labels`, check the gold
-        annotations, resolve class weights, and load the pretrained weights."""
+        annotations, resolve class weights, and load the pretrained weights.
+
+        With `labels` given, gold labels of the data outside them are taken to
+        belong to another text classifier of the pipeline: they are ignored in
+        training, as spaCy's textcat ignores them.
+        A bad setting raises a ConfigValidationError naming it, which spaCy's
+        commands print as a config error.
+        """
         validate_get_examples(get_examples, f"{type(self).__name__}.initialize")
+        try:
+            self._initialize(get_examples, nlp, labels, positive_label)
+        except SettingError as e:
+            loc = ["components", self.name, *e.setting.split(".")]
+            raise config_error(str(e), loc, title=f"Could not initialize component '{self.name}'") from e
+
+    def _initialize(self, get_examples, nlp, labels, positive_label) -> None:
+        if nlp is not None:
+            check_schedule_length(nlp.config)
+        if not 0.0 <= self.cfg["threshold"] <= 1.0:
+            raise SettingError(Errors.BC026.format(value=self.cfg["threshold"], name=self.name), "threshold")
+        examples = list(get_examples())
+        found = {label for eg in examples for label in eg.reference.cats}
         if labels is None:
-            found = {label for eg in get_examples() for label in eg.reference.cats}
             labels = sorted(found - set(self.labels))
         for label in labels:
             self.add_label(label)
+        self.cfg["other_labels"] = sorted(found - set(self.labels))
+        if nlp is not None:
+            remember_pipeline(self, nlp)
+        loc = ["initialize", "components", self.name, "labels"]
+        if not self.labels:
+            stand_in = len(examples) == 1 and examples[0].reference.text.split() == ["x", "y", "z"]  # nlp.initialize() without data
+            if not examples or stand_in:
+                reason = "it was initialized without training data"
+            else:
+                reason = f"none of the {len(examples)} training examples has annotations in doc.cats"
+            raise config_error(Errors.BC025.format(name=self.name, reason=reason), loc)
         if self.exclusive and len(self.labels) < 2:
-            raise ValueError(Errors.BC001.format(n=len(self.labels), labels=list(self.labels)))
+            raise config_error(Errors.BC001.format(n=len(self.labels), labels=list(self.labels)), loc)
         if positive_label is not None and (positive_label not in self.labels or len(self.labels) != 2):
-            raise ValueError(Errors.BC023.format(label=positive_label, labels=list(self.labels)))
+            raise config_error(Errors.BC023.format(label=positive_label, labels=list(self.labels)), loc[:-1] + ["positive_label"])
         self.cfg["positive_label"] = positive_label
-        examples = list(get_examples())
+        if nlp is not None:
+            warn_shared_labels(nlp, self)
         truth, mask = self._truth(examples)
         self.cfg["label_weights"] = resolve_class_weights(
             self.cfg["class_weights"], self.labels, truth, mask, exclusive=self.exclusive, name=self.name
@@ -207,6 +244,8 @@ class BertCat(TrainablePipe):
         self.model.attrs["labels"] = list(self.labels)
         sample = [eg.reference for eg in islice(examples, 10)]
         self.model.initialize(X=sample, Y=self.model.ops.asarray2f(truth[: len(sample)]))
+        if nlp is not None and uses_gradual_unfreezing(nlp.config, self.name):
+            get_shim(self.model).check_trainable_top_layers()
         self._report_training_truncation([eg.reference for eg in examples])
         n_empty = sum(1 for eg, row in zip(examples, mask) if row.any() and not has_content(eg.predicted))
         if n_empty:
@@ -226,10 +265,14 @@ class BertCat(TrainablePipe):
         return self.model.ops.asarray2f(scores)
 
     def set_annotations(self, docs: Iterable[Doc], scores: Floats2d) -> None:
+        """Write the scores to doc.cats, and to doc._.bertcat_cats[component name],
+        where each component's own scores stay reachable when two classifiers of
+        one pipeline predict the same label."""
         scores = self.model.ops.to_numpy(scores)
         for doc, row in zip(docs, scores):
-            for label, score in zip(self.labels, row):
-                doc.cats[label] = float(score)
+            cats = {label: float(score) for label, score in zip(self.labels, row)}
+            doc.cats.update(cats)
+            set_component_cats(doc, self.name, cats)
 
     def update(
         self,
@@ -297,16 +340,20 @@ class BertCat(TrainablePipe):
     @property
     def thresholds(self) -> Dict[str, float]:
         """RETURNS (Dict[str, float]): The decision threshold of each label: tuned
-        per-label values where set, else the component's `threshold`."""
-        tuned = self.cfg.get("thresholds") or {}
+        per-label values where set (and `threshold` is still the value they were
+        tuned under), else the component's `threshold`."""
+        tuned = active_thresholds(self.cfg) or {}
         return {label: tuned.get(label, self.cfg["threshold"]) for label in self.labels}
 
     def set_thresholds(self, thresholds: Dict[str, float]) -> None:
-        """Store per-label thresholds (used by the scorer, saved with the pipeline)."""
+        """Store per-label thresholds (used by the scorer, saved with the pipeline).
+        They hold while `threshold` keeps its current value: setting another global
+        threshold (as `spacy find-threshold` does) sets them aside."""
         bad = {k: v for k, v in thresholds.items() if k not in self.labels or not 0.0 < v < 1.0}
         if bad:
             raise ValueError(Errors.BC018.format(name=self.name, detail=f"invalid entries {bad} for labels {list(self.labels)}"))
         self.cfg["thresholds"] = {k: float(v) for k, v in thresholds.items()}
+        self.cfg["thresholds_tuned_at"] = self.cfg["threshold"]
 
     @property
     def truncation_stats(self) -> Dict[str, int]:
@@ -342,7 +389,11 @@ class BertCat(TrainablePipe):
         def reader(load: Callable[[bytes], Any]) -> Callable[[Path], None]:
             def read(p: Path) -> None:
                 try:
-                    load(Path(p).read_bytes())
+                    data = Path(p).read_bytes()
+                except PermissionError as e:  # not a damaged file: say so
+                    raise ValueError(Errors.BC048.format(path=p, user=_user())) from e
+                try:
+                    load(data)
                 except Exception as e:
                     if "[BC" in str(e) and "[BC012]" not in str(e):
                         raise
@@ -376,7 +427,8 @@ class BertCat(TrainablePipe):
             )
 
     def _truth(self, examples: Iterable[Example]):
-        return examples_to_truth(examples, self.labels, exclusive=self.exclusive, name=self.name)
+        ignore = set(self.cfg.get("other_labels") or ()) | other_classifier_labels(self)
+        return examples_to_truth(examples, self.labels, exclusive=self.exclusive, name=self.name, ignore=ignore)
 
     def _activation(self, logits: Floats2d) -> Floats2d:
         return self.model.ops.softmax(logits)
@@ -409,6 +461,15 @@ class BertCat(TrainablePipe):
                     strategy=chunking.name, detail=chunking.describe(window, is_train=True),
                 )
             )
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no name for this uid (a container)
+        return f"uid {os.getuid()}" if hasattr(os, "getuid") else "this user"
 
 
 def has_content(doc: Doc) -> bool:

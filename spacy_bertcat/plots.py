@@ -106,26 +106,42 @@ def _multilabel_confusion(confusion: Dict[str, Any], labels: List[str]) -> Any:
 
 def plot_pr_curves(report: Dict[str, Any], path: Union[str, Path]) -> Path:
     """Draw one precision-recall panel per label (the most frequent 24 for many
-    labels), with the average precision and the model's operating point.
+    labels), with the average precision, the model's operating point and the
+    chance level (the label's prevalence: what a random ranking scores). One legend
+    for all panels sits above them, so it hides no curve and no operating point
+    (a label that is never predicted has its point at recall 0, precision 0).
 
     RETURNS (Path): The path written.
     """
     path = Path(path)
+    figure = pr_figure(report)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path
+
+
+def pr_figure(report: Dict[str, Any]) -> Any:
+    """RETURNS (matplotlib.figure.Figure): The precision-recall panels (see
+    plot_pr_curves)."""
     labels = _frequent_labels(report) if not report["exclusive"] else report["labels"][:MAX_PANELS]
     rows, cols = _grid(len(labels))
-    figure = _figure(3.2 * cols, 3.0 * rows)
+    figure = _figure(3.2 * cols, 3.0 * rows + 0.6)
     figure.suptitle("Precision-recall per label (one against the rest)")
+    n_docs = max(int(report["summary"].get("n_docs") or 0), 1)
+    handles = {}
     for k, label in enumerate(labels):
         curve = report["pr_curves"][label]
         stats = report["per_label"][label]
         ax = figure.add_subplot(rows, cols, k + 1)
         if curve["recall"]:
             # Step plot from recall 0, as precision is defined at each threshold.
-            ax.step([0.0] + curve["recall"], [curve["precision"][0]] + curve["precision"], where="post", color="C0")
-            ax.plot([stats["r"]], [stats["p"]], "o", color="C3", label="operating point")
+            (line,) = ax.step([0.0] + curve["recall"], [curve["precision"][0]] + curve["precision"], where="post", color="C0")
+            chance = ax.axhline(stats["support"] / n_docs, color="0.5", linestyle="--", linewidth=1)
+            (point,) = ax.plot([stats["r"]], [stats["p"]], "o", color="C3", clip_on=False, zorder=5)
+            handles.update({"precision-recall curve": line, "operating point (decision threshold)": point,
+                            "chance (prevalence)": chance})
             ap = curve["average_precision"]
             ax.set_title(f"{label}\nAP {ap:.3f}, support {stats['support']}", fontsize=10)
-            ax.legend(loc="lower left", fontsize=8)
         else:
             ax.set_title(f"{label}\n(no positive examples)", fontsize=10)
         ax.set_xlim(0.0, 1.02)
@@ -133,6 +149,6 @@ def plot_pr_curves(report: Dict[str, Any], path: Union[str, Path]) -> Path:
         ax.set_xlabel("recall")
         ax.set_ylabel("precision")
         ax.grid(alpha=0.3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
-    return path
+    if handles:
+        figure.legend(list(handles.values()), list(handles), loc="outside upper center", ncols=3, fontsize=9, frameon=False)
+    return figure

@@ -29,16 +29,32 @@ def thresholded_cats_getter(thresholds: Dict[str, float], default: float) -> Cal
     return getter
 
 
+def active_thresholds(cfg: Dict[str, Any]) -> Optional[Dict[str, float]]:
+    """RETURNS (Optional[Dict[str, float]]): A component's tuned per-label
+    thresholds, unless its global `threshold` was changed since they were tuned
+    (`spacy find-threshold` varies it): the global value then applies to all labels."""
+    tuned = cfg.get("thresholds")
+    tuned_at = cfg.get("thresholds_tuned_at")
+    if not tuned or (tuned_at is not None and tuned_at != cfg.get("threshold")):
+        return None
+    return tuned
+
+
 def score_multilabel(
     examples: Iterable[Example],
     *,
     threshold: Optional[float] = None,
     thresholds: Optional[Dict[str, float]] = None,
+    thresholds_tuned_at: Optional[float] = None,
     **kwargs: Any,
 ) -> Dict[str, Any]:
     """Score multi-label cats like `spacy.textcat_multilabel_scorer.v2`, using each
-    label's threshold from `thresholds` (others use `threshold`)."""
+    label's threshold from `thresholds` (others use `threshold`), while `threshold`
+    is the value they were tuned under."""
     threshold = 0.5 if threshold is None else threshold
+    thresholds = active_thresholds(
+        {"thresholds": thresholds, "thresholds_tuned_at": thresholds_tuned_at, "threshold": threshold}
+    )
     if thresholds:
         kwargs["getter"] = thresholded_cats_getter(thresholds, threshold)
         threshold = 0.5

@@ -168,7 +168,10 @@ def test_predict_text_and_csv(single_pipeline, tmp_path):
     result = invoke("predict", single_pipeline, tmp_path / "in.txt", tmp_path / "a.jsonl", "--drop-text")
     assert result.exit_code == 0, result.output
     out_txt = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
-    assert len(out_txt) == 4 and all("text" not in o and set(o["cats"]) == {"POS", "NEG"} for o in out_txt)
+    assert [o["line"] for o in out_txt] == [1, 2, 3, 4, 5]  # the blank line too
+    assert all("text" not in o and set(o["cats"]) == {"POS", "NEG"} for o in out_txt)
+    assert out_txt[-1]["predicted_label"] is None and out_txt[-1]["cats"] == {"POS": 0.5, "NEG": 0.5}
+    out_txt = out_txt[:4]
     (tmp_path / "in.csv").write_text("review\n" + "\n".join(f'"{t}"' for t in texts) + "\n", encoding="utf-8")
     result = invoke("predict", single_pipeline, tmp_path / "in.csv", tmp_path / "b.jsonl", "--text-field", "review")
     assert result.exit_code == 0, result.output
@@ -192,10 +195,25 @@ def test_predict_multilabel_uses_thresholds(multi_pipeline, tmp_path):
     assert "sport" in out["predicted_labels"] and "tech" not in out["predicted_labels"]
 
 
-def test_predict_empty_text_names_line(single_pipeline, tmp_path):
-    source = write_jsonl(tmp_path / "in.jsonl", [{"text": "fine"}, {"text": "  "}])
+def test_predict_keeps_every_row_in_line(single_pipeline, tmp_path):
+    """Empty texts get the defined result (and no label), unreadable records an
+    error row: one output row per input record, in order, nothing aborted."""
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        "\n".join([json.dumps({"text": "fine", "id": "a"}), json.dumps({"text": "  ", "id": "b"}), "{not json",
+                   json.dumps({"body": "no text field"}), "", json.dumps({"text": "a great film", "id": "c"})]) + "\n",
+        encoding="utf-8",
+    )
     result = invoke("predict", single_pipeline, source, tmp_path / "out.jsonl")
-    assert result.exit_code == 1 and "line 2" in result.output
+    assert result.exit_code == 0, result.output
+    assert "1 record(s) had empty text" in result.output and "2 record(s) could not be read" in result.output
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [o["line"] for o in out] == [1, 2, 3, 4, 6]
+    assert [o.get("id") for o in out] == ["a", "b", None, None, "c"]
+    assert out[1]["cats"] == {"POS": 0.5, "NEG": 0.5} and out[1]["predicted_label"] is None
+    assert "invalid JSON" in out[2]["error"] and "cats" not in out[2]
+    assert "text field 'text' is missing" in out[3]["error"] and out[3]["body"] == "no text field"
+    assert out[4]["predicted_label"] in ("POS", "NEG") and not (tmp_path / "out.jsonl.partial").exists()
 
 
 # evaluate

@@ -67,13 +67,34 @@ def test_text_lines_and_folders(tmp_path):
     for label in ("neg", "pos"):
         (tmp_path / "folders" / label).mkdir(parents=True)
         (tmp_path / "folders" / label / "001.txt").write_bytes(f"a {label} text\r\n".encode())
-    (tmp_path / "folders" / "pos" / "002.txt").write_bytes("caf\xe9".encode("cp1252"))
+    (tmp_path / "folders" / "pos" / "2019").mkdir()
+    (tmp_path / "folders" / "pos" / "2019" / "002.txt").write_bytes("café".encode("utf-16"))
     records = list(read_records(tmp_path / "folders"))
     assert [(r.text, r.positives, r.meta["id"]) for r in records] == [
         ("a neg text", ["neg"], "neg/001"),
         ("a pos text", ["pos"], "pos/001"),
-        ("café", ["pos"], "pos/002"),
+        ("café", ["pos"], "pos/2019/002"),  # a subfolder counts for its top folder; UTF-16 with its BOM
     ]
+
+
+def test_folder_files_that_are_not_utf8_are_named(tmp_path):
+    """A file in another encoding is an error that names it (not a silent guess);
+    --fallback-encoding reads it, with a warning that names it."""
+    for label in ("neg", "pos"):
+        (tmp_path / label).mkdir()
+        (tmp_path / label / "001.txt").write_text(f"a {label} text", encoding="utf-8")
+    (tmp_path / "pos" / "002.txt").write_bytes("a fee of \xa315m".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"BC047.*pos/002.txt.*--encoding"):
+        list(read_records(tmp_path))
+    with pytest.warns(UserWarning, match=r"BCW010.*pos/002.txt.*cp1252"):
+        records = list(read_records(tmp_path, fallback_encoding="cp1252"))
+    assert records[-1].text == "a fee of £15m"
+    (tmp_path / "pos" / "002.txt").write_bytes("utf-16 without a mark".encode("utf-16-le"))
+    with pytest.raises(ValueError, match=r"BC047.*pos/002.txt.*NUL bytes"):
+        list(read_records(tmp_path))
+    (tmp_path / "pos" / "002.txt").write_text("  \n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"BC043.*pos/002.txt: the file is empty"):
+        list(read_records(tmp_path))
 
 
 @pytest.mark.parametrize(

@@ -223,6 +223,7 @@ def test_every_option_from_a_config_file(tiny_bert, tmp_path):
                 "components": ["bertcat"],
             },
             "training.max_steps": 6,
+            "training.optimizer.learn_rate.total_steps": 6,
             "training.eval_frequency": 3,
             "training.batcher.size": 4,
         },

@@ -75,6 +75,7 @@ def test_spacy_train_on_gpu_loads_on_cpu(tiny_bert, tmp_path):
             "components.bertcat.model.max_length": 32,
             "components.bertcat.model.mixed_precision": True,
             "training.max_steps": 10,
+            "training.optimizer.learn_rate.total_steps": 10,
             "training.eval_frequency": 5,
             "training.batcher.size": 4,
         },

@@ -116,7 +116,7 @@ def test_same_seed_same_weights(tiny_bert, tmp_path):
             "paths.train": corpus, "paths.dev": corpus, "components.bertcat.model.name": tiny_bert,
             "components.bertcat.model.max_length": 16, "components.bertcat.model.hidden_dropout": 0.2,
             "components.bertcat.model.chunking.max_windows": 2, "training.max_steps": 6,
-            "training.eval_frequency": 3, "training.batcher.size": 4,
+            "training.optimizer.learn_rate.total_steps": 6, "training.eval_frequency": 3, "training.batcher.size": 4,
         })
         states.append(spacy.load(tmp_path / f"out{run}" / "model-last").get_pipe("bertcat").model.shims[0].model.state_dict())
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
@@ -195,7 +195,7 @@ def test_killed_training_leaves_a_loadable_model_last(tiny_bert, tmp_path):
     command = [
         sys.executable, "-m", "spacy", "train", str(CONFIGS / "bertcat.cfg"), "--output", str(tmp_path / "out"),
         "--paths.train", corpus, "--paths.dev", corpus, "--components.bertcat.model.name", tiny_bert,
-        "--components.bertcat.model.max_length", "16", "--training.max_steps", "100000",
+        "--components.bertcat.model.max_length", "16", "--training.max_steps", "100000", "--training.optimizer.learn_rate.total_steps", "100000",
         "--training.eval_frequency", "1", "--training.batcher.size", "2",
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -53,6 +53,7 @@ def test_minilm_bbc_fine_tune(tmp_path):
             "components.bertcat.model.attention_dropout": 0.0,
             "components.bertcat.model.chunking": {"@misc": "spacy-bertcat.head.v1"},
             "training.max_steps": 60,
+            "training.optimizer.learn_rate.total_steps": 60,
             "training.eval_frequency": 60,
             "training.batcher.size": 8,
             "training.optimizer.learn_rate.warmup_steps": 6,

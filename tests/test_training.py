@@ -32,6 +32,7 @@ def overrides(name, corpus, **extra):
         "components.bertcat.model.max_length": 32,
         "components.bertcat.model.chunking.stride": 16,
         "training.max_steps": 12,
+        "training.optimizer.learn_rate.total_steps": 12,
         "training.eval_frequency": 4,
         "training.optimizer.learn_rate.warmup_steps": 2,
         "training.optimizer.learn_rate.initial_rate": 0.003,

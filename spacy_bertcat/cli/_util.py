@@ -1,4 +1,6 @@
 """The typer app and helpers shared by the commands (spaCy's CLI conventions)."""
+import contextlib
+import sys
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple, TypeVar
 
@@ -52,19 +54,36 @@ def fail_on_value_error(error: ValueError) -> None:
     msg.fail(str(error), exits=1)
 
 
-def progress(items: Iterable[T], *, total: Optional[int], desc: str, disable: bool = False) -> Iterator[T]:
-    """Wrap an iterable in a tqdm progress bar (on stderr)."""
+def progress(
+    items: Iterable[T], *, total: Optional[int], desc: str, disable: bool = False, initial: int = 0
+) -> Iterator[T]:
+    """Wrap an iterable in a tqdm progress bar on stderr, shown only when stderr is
+    a terminal (redrawn with carriage returns, a bar would fill a log file)."""
     from tqdm import tqdm
 
-    yield from tqdm(items, total=total, desc=desc, unit="doc", disable=disable, leave=False, dynamic_ncols=True)
+    disable = disable or not sys.stderr.isatty()
+    yield from tqdm(
+        items, total=total, desc=desc, unit="doc", disable=disable, leave=False, dynamic_ncols=True, initial=initial
+    )
 
 
-def count_lines(path: Path) -> Optional[int]:
-    """RETURNS (Optional[int]): Non-empty lines of a file (a progress bar's total), or None for a folder."""
+def count_lines(path: Path, blank: bool = False) -> Optional[int]:
+    """RETURNS (Optional[int]): The lines of a file (a progress bar's total),
+    blank ones only if `blank`, or None for a folder."""
     if not path.is_file():
         return None
     with path.open("rb") as file_:
-        return sum(1 for line in file_ if line.strip())
+        return sum(1 for line in file_ if blank or line.strip())
+
+
+@contextlib.contextmanager
+def only_component(nlp: Language, name: str) -> Iterator[None]:
+    """Run the pipeline without the other components that write doc.cats, so
+    doc.cats holds exactly the named classifier's scores (two classifiers may
+    predict labels of the same name)."""
+    others = [n for n in nlp.pipe_names if n != name and "doc.cats" in nlp.get_pipe_meta(n).assigns]
+    with nlp.select_pipes(disable=others) if others else contextlib.nullcontext():
+        yield
 
 
 def parse_label_list(value: Optional[str]) -> Optional[List[str]]:
@@ -78,8 +97,22 @@ def split_names(n: int) -> Tuple[str, ...]:
     return ("train", "dev", "test")[:n]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import spacy
+        import torch
+        import transformers
+
+        from ..about import __version__
+
+        print(f"spacy-bertcat {__version__} (spaCy {spacy.__version__}, transformers {transformers.__version__}, torch {torch.__version__})")
+        raise typer.Exit()
+
+
 @app.callback()
-def _app_callback() -> None:
+def _app_callback(
+    version: bool = Opt(False, "--version", "-v", help="Show the versions and exit", callback=_print_version, is_eager=True),
+) -> None:
     # A callback keeps `spacy-bertcat COMMAND` a command group even when only one
     # command is registered (typer would otherwise run that command directly).
     pass
@@ -118,7 +151,9 @@ class Classifier:
             self.thresholds = {label: default for label in self.labels}
 
 
-def predict_docs(nlp: Language, texts: List[str], batch_size: Optional[int], desc: str) -> List:
-    """RETURNS (List[Doc]): The pipeline's docs for the texts, with a progress bar."""
-    docs = nlp.pipe(texts, batch_size=batch_size or nlp.batch_size)
-    return list(progress(docs, total=len(texts), desc=desc))
+def predict_docs(nlp: Language, texts: List[str], batch_size: Optional[int], desc: str, component: str) -> List:
+    """RETURNS (List[Doc]): The pipeline's docs for the texts, with a progress bar,
+    from the pipeline without the other classifiers (see only_component)."""
+    with only_component(nlp, component):
+        docs = nlp.pipe(texts, batch_size=batch_size or nlp.batch_size)
+        return list(progress(docs, total=len(texts), desc=desc))

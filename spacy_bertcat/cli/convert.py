@@ -1,4 +1,5 @@
 """`convert`: JSONL / CSV / TSV files (or label folders) into .spacy DocBins."""
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -25,6 +26,8 @@ def convert_cli(
     labels: Optional[str] = Opt(None, "--labels", help="Comma-separated label set; records with other labels are an error"),
     multilabel: bool = Opt(False, "--multilabel", "-m", help="Labels are independent (any number per text); default: exactly one label per text"),
     lang: str = Opt("en", "--lang", help="Language of the tokenizer for the docs"),
+    encoding: Optional[str] = Opt(None, "--encoding", help="Encoding of the input files (default: UTF-8; byte-order marks are honoured)"),
+    fallback_encoding: Optional[str] = Opt(None, "--fallback-encoding", help="Label folders: read files that are not valid in --encoding with this one (e.g. cp1252), naming each; default: such a file is an error"),
     # fmt: on
 ):
     """
@@ -34,17 +37,23 @@ def convert_cli(
     With --split, the records are divided at random (seeded) into train.spacy,
     dev.spacy and test.spacy, stratified by label, keeping duplicate texts
     together; without it, OUTPUT_DIR/<input name>.spacy holds all records.
-    Invalid records stop the conversion with an error that names the line.
+    Invalid records stop the conversion with an error that names the line (or,
+    in label folders, the file). In label folders, the .txt files of subfolders
+    count for their top folder's label.
     """
     try:
         fractions = parse_fractions(split) if split is not None else None
-        written = convert(
-            input_path, output_dir, fractions=fractions, seed=seed, text_field=text_field,
-            label_field=label_field, labels_sep=labels_sep, labels=parse_label_list(labels),
-            exclusive=not multilabel, lang=lang,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            written = convert(
+                input_path, output_dir, fractions=fractions, seed=seed, text_field=text_field,
+                label_field=label_field, labels_sep=labels_sep, labels=parse_label_list(labels),
+                exclusive=not multilabel, lang=lang, encoding=encoding, fallback_encoding=fallback_encoding,
+            )
     except ValueError as e:
         msg.fail(str(e), exits=1)
+    for warning in caught:
+        msg.warn(str(warning.message))
     for path, part in written.items():
         counts = Counter(label for r in part for label in r.positives)
         msg.good(f"Wrote {len(part)} docs to {path}", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
@@ -62,6 +71,8 @@ def convert(
     labels: Optional[List[str]] = None,
     exclusive: bool = True,
     lang: str = "en",
+    encoding: Optional[str] = None,
+    fallback_encoding: Optional[str] = None,
 ) -> Dict[Path, List[Record]]:
     """Convert a file of records into .spacy files (see convert_cli).
 
@@ -70,7 +81,7 @@ def convert(
     records = list(
         read_records(
             input_path, text_field=text_field, label_field=label_field, labels_sep=labels_sep,
-            exclusive=exclusive, allowed_labels=labels,
+            exclusive=exclusive, allowed_labels=labels, encoding=encoding, fallback_encoding=fallback_encoding,
         )
     )
     found = check_labels(records, exclusive, input_path)

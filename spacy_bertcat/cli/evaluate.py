@@ -47,6 +47,8 @@ def evaluate_cli(
             nlp, data_path, component=component, text_field=text_field, label_field=label_field,
             labels_sep=labels_sep, batch_size=batch_size, n_errors=n_errors,
         )
+        if base is not None:
+            check_baseline(base, report, baseline)
         paths = write_report(report, output_dir, title=f"Evaluation of {model}", baseline=base, plots=plots,
                              context={"pipeline": model, "data": data_path, "component": report["component"]})
     except (ValueError, ImportError) as e:
@@ -96,7 +98,7 @@ def evaluate(
     if not mask.any():
         raise ValueError(Errors.BC040.format(path=data_path, labels=classifier.labels, task="evaluate"))
     texts = [doc.text for doc in gold_docs]
-    pred_docs = predict_docs(nlp, texts, batch_size, desc="Evaluating")
+    pred_docs = predict_docs(nlp, texts, batch_size, desc="Evaluating", component=classifier.name)
     scores = score_matrix(pred_docs, classifier.labels)
     ids = [doc.user_data.get(META_KEY, {}).get("id", i) for i, doc in enumerate(gold_docs)]
     report = compute_report(
@@ -138,6 +140,24 @@ def write_report(
     markdown = to_markdown(report, title=title, images=images, baseline=baseline, context=context)
     (output_dir / "report.md").write_text(markdown, encoding="utf-8")
     return [output_dir / "report.md", output_dir / "report.json"] + paths
+
+
+def check_baseline(base: Dict[str, Any], report: Dict[str, Any], path: Path) -> None:
+    """Refuse a baseline report of another task: other labels, the other mode
+    (exclusive / multi-label) or another number of test documents."""
+    problems = []
+    if "labels" in base and sorted(base["labels"]) != sorted(report["labels"]):
+        problems.append(f"its labels are {sorted(base['labels'])}, this report's {sorted(report['labels'])}")
+    if "exclusive" in base and bool(base["exclusive"]) != bool(report["exclusive"]):
+        modes = {True: "exclusive classes", False: "multi-label"}
+        problems.append(f"it is for {modes[bool(base['exclusive'])]}, this report for {modes[bool(report['exclusive'])]}")
+    n_base, n_this = base["summary"].get("n_docs"), report["summary"].get("n_docs")
+    if n_base is not None and n_base != n_this:
+        problems.append(f"it scored {n_base} documents, this report {n_this}")
+    if problems:
+        raise ValueError(Errors.BC046.format(path=path, detail="; ".join(problems)))
+    if "labels" not in base or "exclusive" not in base:
+        msg.warn(f"{path} does not say its labels and mode; it is shown as given")
 
 
 def _read_baseline(path: Path) -> Dict[str, Any]:

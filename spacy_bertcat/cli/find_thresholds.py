@@ -3,6 +3,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from spacy.language import Language
+from spacy.training import Example
 from wasabi import msg
 
 from ..errors import Errors
@@ -54,9 +55,13 @@ def find_thresholds_cli(
              f"macro F1 {100 * result['macro_f_before']:.2f} -> {100 * result['macro_f_after']:.2f} (on the tuning data)")
     for label in result["untuned"]:
         msg.warn(f"No positive example of '{label}' in {data_path}: its threshold stays {result['labels'][label]['before']:.3f}")
+    # The pipeline's advertised scores (meta.json, `spacy package`) are those of the
+    # tuned thresholds, on the tuning data, as spacy train's are on the dev data.
+    performance = nlp.meta.setdefault("performance", {})
+    performance.update({k: v for k, v in result["spacy_scores"].items() if k.startswith("cats_")})
     target = output_dir if output_dir is not None else model
     nlp.to_disk(target)
-    msg.good(f"Saved the pipeline with tuned thresholds to {target}")
+    msg.good(f"Saved the pipeline with tuned thresholds to {target}", f"meta.json's performance: the scores on {data_path}")
 
 
 def find_thresholds(
@@ -87,7 +92,8 @@ def find_thresholds(
     gold, mask = gold_matrix(docs, classifier.labels)
     if not mask.any():
         raise ValueError(Errors.BC040.format(path=data_path, labels=classifier.labels, task="tune"))
-    scores = score_matrix(predict_docs(nlp, [doc.text for doc in docs], batch_size, desc="Scoring"), classifier.labels)
+    predicted = predict_docs(nlp, [doc.text for doc in docs], batch_size, desc="Scoring", component=classifier.name)
+    scores = score_matrix(predicted, classifier.labels)
     before = compute_report(classifier.labels, gold, scores, exclusive=False, mask=mask, thresholds=classifier.thresholds)
     tuned = tune_thresholds(classifier.labels, gold, scores, mask)
     # Labels without positives keep their current threshold (a tuned one too).
@@ -95,7 +101,9 @@ def find_thresholds(
     classifier.pipe.set_thresholds({**kept, **{label: t["threshold"] for label, t in tuned.items() if t is not None}})
     thresholds = dict(classifier.pipe.thresholds)
     after = compute_report(classifier.labels, gold, scores, exclusive=False, mask=mask, thresholds=thresholds)
+    spacy_scores = classifier.pipe.score([Example(pred, gold_doc) for pred, gold_doc in zip(predicted, docs)])
     return {
+        "spacy_scores": spacy_scores,
         "component": classifier.name,
         "thresholds": thresholds,
         "untuned": [label for label, t in tuned.items() if t is None],

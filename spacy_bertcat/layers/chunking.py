@@ -18,7 +18,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from spacy.util import registry
 
-from ..errors import Errors
+from ..errors import Errors, SettingError, config_error
 
 Segment = Tuple[int, int]
 Window = Tuple[Segment, ...]
@@ -96,7 +96,7 @@ class HeadTailChunker(Chunker):
 
     def validate(self, window: int) -> None:
         if not 0 <= self.head <= window:
-            raise ValueError(Errors.BC009.format(head=self.head, window=window))
+            raise SettingError(Errors.BC009.format(head=self.head, window=window), "model.chunking.head")
 
     def describe(self, window: int, is_train: bool) -> str:
         return f"the first {self.head} and the last {window - self.head} wordpieces"
@@ -129,13 +129,13 @@ class SlidingWindowChunker(Chunker):
     ) -> None:
         if aggregation not in AGGREGATIONS:
             options = ", ".join(AGGREGATIONS)
-            raise ValueError(Errors.BC015.format(value=aggregation, options=options))
+            raise config_error(Errors.BC015.format(value=aggregation, options=options), ["model", "chunking", "aggregation"])
         for setting, value in (
             ("max_windows", max_windows),
             ("max_windows_predict", max_windows_predict),
         ):
             if value is not None and value < 1:
-                raise ValueError(Errors.BC014.format(setting=setting, value=value))
+                raise config_error(Errors.BC014.format(setting=setting, value=value), ["model", "chunking", setting])
         self.stride = stride
         self.aggregation = aggregation
         self.max_windows = max_windows
@@ -147,7 +147,7 @@ class SlidingWindowChunker(Chunker):
 
     def validate(self, window: int) -> None:
         if self.stride is not None and not 1 <= self.stride <= window:
-            raise ValueError(Errors.BC008.format(stride=self.stride, window=window))
+            raise SettingError(Errors.BC008.format(stride=self.stride, window=window), "model.chunking.stride")
 
     def limit(self, is_train: bool) -> Optional[int]:
         return self.max_windows if is_train else self.max_windows_predict

@@ -12,7 +12,7 @@ from spacy.tokens import Doc
 from thinc.api import Model, torch2xp, xp2torch
 from thinc.types import Floats2d
 
-from ..errors import Errors, Warnings
+from ..errors import Errors, SettingError, Warnings
 from .chunking import Chunker, DocWindows
 from .batching import make_batches
 from .hf_loading import load_pretrained_config, load_pretrained_model, load_tokenizer
@@ -123,10 +123,11 @@ def init(model: Model, X: Optional[List[Doc]] = None, Y: Optional[Floats2d] = No
     )
     n_embed = hf_model.get_input_embeddings().num_embeddings
     if tokenizer.vocab_size > n_embed:
-        raise ValueError(
+        raise SettingError(
             Errors.BC016.format(
                 tokenizer=tokenizer_name, n_vocab=tokenizer.vocab_size, model=name, n_embed=n_embed
-            )
+            ),
+            "model.tokenizer_name",
         )
     shim.set_model(WindowClassifier(hf_model, model.attrs["chunking"].aggregation), tokenizer)
     limit = shim.encoder_map.position_limit  # type: ignore[union-attr]

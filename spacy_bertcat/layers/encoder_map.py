@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ..errors import Errors
+from ..errors import Errors, SettingError
 
 EMBEDDINGS, LAYER, SHARED, HEAD = "embeddings", "layer", "shared", "head"
 _PROBE_LENGTH = 16
@@ -183,7 +183,7 @@ def build_encoder_map(model: nn.Module, hf_model: nn.Module, probe_id: int) -> E
             hf_model(input_ids=input_ids, attention_mask=attention_mask)
     except Exception as e:
         model_type = hf_model.config.model_type
-        raise ValueError(Errors.BC050.format(model_type=model_type, reason=repr(e)[:300])) from e
+        raise SettingError(Errors.BC050.format(model_type=model_type, reason=repr(e)[:300]), "model.name") from e
     finally:
         for hook in hooks:
             hook.remove()

@@ -9,7 +9,7 @@ import inspect
 import warnings
 from typing import Any, Dict, Optional, Tuple
 
-from ..errors import Errors, Warnings
+from ..errors import Errors, SettingError, Warnings
 
 # The families tests/test_families.py trains, saves, loads and checks option by
 # option, under transformers 4.53 and 5 (the last group exists only in 5).
@@ -71,14 +71,14 @@ def apply_dropout(config: Any, dropout: Dict[str, Optional[float]]) -> None:
             continue
         if not 0.0 <= value < 1.0:
             detail = "a dropout rate must be at least 0 and below 1"
-            raise ValueError(Errors.BC022.format(setting=setting, value=value, detail=detail))
+            raise SettingError(Errors.BC022.format(setting=setting, value=value, detail=detail), f"model.{setting}")
         if not names[setting]:
             hint = (
                 "its classification head uses the hidden dropout: set hidden_dropout instead, "
                 if setting == "classifier_dropout" and names["hidden_dropout"]
                 else ""
             )
-            raise ValueError(Errors.BC055.format(model_type=config.model_type, setting=setting, hint=hint))
+            raise SettingError(Errors.BC055.format(model_type=config.model_type, setting=setting, hint=hint), f"model.{setting}")
         for attr in names[setting]:
             setattr(config, attr, float(value))
 
@@ -97,11 +97,11 @@ def check_encoder_config(config: Any, name: str) -> None:
         if model_type not in TESTED_FAMILIES:
             warnings.warn(Warnings.BCW006.format(model=name, model_type=model_type, families=", ".join(TESTED_FAMILIES)))
         return
-    raise ValueError(Errors.BC051.format(model=name, model_type=model_type, reason=reason))
+    raise SettingError(Errors.BC051.format(model=name, model_type=model_type, reason=reason), "model.name")
 
 
 def check_encoder_model(hf_model: Any, name: str) -> None:
     """Refuse a classifier that cannot be told which wordpieces are padding."""
     if "attention_mask" not in inspect.signature(hf_model.forward).parameters:
         reason = "its forward pass takes no attention mask, so it would read the padding of short windows as text"
-        raise ValueError(Errors.BC051.format(model=name, model_type=hf_model.config.model_type, reason=reason))
+        raise SettingError(Errors.BC051.format(model=name, model_type=hf_model.config.model_type, reason=reason), "model.name")

@@ -6,7 +6,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from ..errors import Errors
+from ..errors import Errors, SettingError
 from .families import apply_dropout, check_encoder_config, check_encoder_model
 from .tokenizer import WordpieceTokenizer
 
@@ -36,12 +36,12 @@ def load_pretrained_config(
     from transformers import AutoConfig
 
     if looks_like_path(name) and not Path(name).expanduser().is_dir():  # don't ask the Hub
-        raise ValueError(Errors.BC006.format(model=name, reason="no such directory"))
+        raise SettingError(Errors.BC006.format(model=name, reason="no such directory"), "model.name")
     try:
         with quiet_transformers():
             config = AutoConfig.from_pretrained(name)
     except (OSError, ValueError) as e:
-        raise ValueError(Errors.BC006.format(model=name, reason=_reason(e))) from e
+        raise SettingError(Errors.BC006.format(model=name, reason=_reason(e)), "model.name") from e
     check_encoder_config(config, name)
     config.num_labels = len(labels)
     config.id2label = dict(enumerate(labels))
@@ -64,7 +64,7 @@ def load_pretrained_model(name: str, config: Any, attn_implementation: Optional[
         with quiet_transformers():
             hf_model = with_attention_fallback(load, attn_implementation)
     except OSError as e:
-        raise ValueError(Errors.BC006.format(model=name, reason=_reason(e))) from e
+        raise SettingError(Errors.BC006.format(model=name, reason=_reason(e)), "model.name") from e
     check_encoder_model(hf_model, name)
     return hf_model
 
@@ -113,9 +113,9 @@ def load_tokenizer(
         with quiet_transformers():
             hf_tokenizer = AutoTokenizer.from_pretrained(name, **tokenizer_config)
     except (OSError, ValueError, TypeError) as e:
-        raise ValueError(Errors.BC021.format(model=name, reason=_reason(e))) from e
+        raise SettingError(Errors.BC021.format(model=name, reason=_reason(e)), "model.tokenizer_name") from e
     if not getattr(hf_tokenizer, "is_fast", False):
-        raise ValueError(Errors.BC007.format(model=name))
+        raise SettingError(Errors.BC007.format(model=name), "model.tokenizer_name")
     pad_id = hf_tokenizer.pad_token_id
     if pad_id is None:
         pad_id = pad_token_id if pad_token_id is not None else 0
@@ -124,7 +124,7 @@ def load_tokenizer(
     try:  # the pipeline stores the tokenizer as its JSON: find out now, not at the first save
         WordpieceTokenizer.check_serializable(backend)
     except Exception as e:
-        raise ValueError(Errors.BC054.format(model=name, reason=_reason(e))) from e
+        raise SettingError(Errors.BC054.format(model=name, reason=_reason(e)), "model.tokenizer_name") from e
     return WordpieceTokenizer(backend, pad_id=pad_id), limit
 
 

@@ -26,7 +26,7 @@ import srsly
 import torch
 from thinc.api import Optimizer, PyTorchShim, get_torch_default_device
 
-from ..errors import Errors, Warnings
+from ..errors import Errors, Warnings, config_error
 from ..training.freezing import apply_freezing, check_layer_options
 from ..training.optim import LossScale, OptimizerStep, StepResult, averages_key
 from ..training.param_groups import param_groups
@@ -61,7 +61,7 @@ class BertCatShim(PyTorchShim):
 
     def __init__(self, cfg: Dict[str, Any]) -> None:
         if cfg["amp_dtype"] not in AMP_DTYPES:
-            raise ValueError(Errors.BC019.format(value=cfg["amp_dtype"]))
+            raise config_error(Errors.BC019.format(value=cfg["amp_dtype"]), ["model", "amp_dtype"])
         super().__init__(None, config=cfg, mixed_precision=False)
         self.tokenizer: Optional[WordpieceTokenizer] = None
         self.encoder_map: Optional[EncoderMap] = None
@@ -109,6 +109,16 @@ class BertCatShim(PyTorchShim):
             trainable_top=self.trainable_top,
         )
         self.apply_freezing()
+
+    def check_trainable_top_layers(self) -> None:
+        """Raise a SettingError if gradual unfreezing cannot apply to this model
+        (its layers share weights), before training starts."""
+        check_layer_options(
+            self.encoder_map,
+            freeze_layers=self.cfg["freeze_layers"],
+            layer_lr_decay=self.cfg["layer_lr_decay"],
+            trainable_top=0,
+        )
 
     def apply_freezing(self) -> None:
         apply_freezing(

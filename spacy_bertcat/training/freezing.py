@@ -10,7 +10,7 @@ from spacy.language import Language
 from spacy.util import registry
 from torch import nn
 
-from ..errors import Errors
+from ..errors import Errors, SettingError, config_error
 from ..layers.encoder_map import EMBEDDINGS, LAYER, SHARED, EncoderMap
 
 
@@ -31,17 +31,19 @@ def check_layer_options(
             if active
         ]
         if used:
-            raise ValueError(
+            raise SettingError(
                 Errors.BC052.format(
                     model_type=encoder_map.model_type, n_layers=encoder_map.n_layers,
                     applications=encoder_map.applications, settings=", ".join(used),
-                )
+                ),
+                "model." + used[0] if not used[0].startswith("spacy-") else "training.before_update",
             )
     if freeze_layers > encoder_map.n_layers:
-        raise ValueError(
+        raise SettingError(
             Errors.BC053.format(
                 value=freeze_layers, model_type=encoder_map.model_type, n_layers=encoder_map.n_layers
-            )
+            ),
+            "model.freeze_layers",
         )
 
 
@@ -115,7 +117,7 @@ def create_gradual_unfreezing_v1(
     ):
         if value < low:
             detail = f"it must be at least {low}"
-            raise ValueError(Errors.BC022.format(setting=setting, value=value, detail=detail))
+            raise config_error(Errors.BC022.format(setting=setting, value=value, detail=detail), ["gradual_unfreezing", setting])
 
     def before_update(nlp: Language, args: Dict) -> None:
         top = unfrozen_layers(args["step"], head_steps, unfreeze_every, layers_per_stage)

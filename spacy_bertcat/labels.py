@@ -1,0 +1,81 @@
+"""Several text classifiers in one pipeline: whose labels are whose.
+
+spaCy's text classifiers all write ``doc.cats``. bertcat keeps that contract and adds:
+
+- ``doc._.bertcat_cats``: ``{component name: {label: score}}``, so each bertcat
+  component's scores stay reachable when two components predict a label of the
+  same name (``doc.cats`` then holds the one that ran last);
+- in training, gold labels that belong to another text classifier of the pipeline
+  (or that the training data had at initialize outside the component's explicit
+  labels) are ignored, as spaCy's textcat ignores them; a label nobody predicts is
+  still an error;
+- a warning at initialize when two components of a pipeline share labels.
+"""
+import warnings
+import weakref
+from typing import TYPE_CHECKING, Dict, Optional, Set
+
+from spacy.language import Language
+from spacy.tokens import Doc
+
+from .errors import Warnings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .pipeline import BertCat
+
+EXTENSION = "bertcat_cats"
+if not Doc.has_extension(EXTENSION):
+    Doc.set_extension(EXTENSION, default=None)
+
+
+# The pipeline each component was initialized in, without a reference from the
+# component (which would neither pickle nor let the pipeline be collected).
+_pipelines: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def remember_pipeline(pipe: "BertCat", nlp: Language) -> None:
+    _pipelines[pipe] = weakref.ref(nlp)
+
+
+def pipeline_of(pipe: "BertCat") -> Optional[Language]:
+    ref = _pipelines.get(pipe)
+    return ref() if ref is not None else None
+
+
+def set_component_cats(doc: Doc, component: str, cats: Dict[str, float]) -> None:
+    """Record a component's scores in doc._.bertcat_cats."""
+    by_component = doc._.get(EXTENSION)
+    if by_component is None:
+        by_component = {}
+        doc._.set(EXTENSION, by_component)
+    by_component[component] = cats
+
+
+def cats_components(nlp: Language) -> Dict[str, object]:
+    """RETURNS (Dict[str, object]): The components that assign doc.cats, by name
+    (disabled ones included)."""
+    return {name: pipe for name, pipe in nlp.components if "doc.cats" in nlp.get_pipe_meta(name).assigns}
+
+
+def other_classifier_labels(pipe: "BertCat") -> Set[str]:
+    """RETURNS (Set[str]): The labels other text classifiers of the pipe's pipeline
+    predict and it does not (empty when the pipe was not initialized in one)."""
+    nlp = pipeline_of(pipe)
+    if nlp is None:
+        return set()
+    labels: Set[str] = set()
+    for name, other in cats_components(nlp).items():
+        if other is not pipe:
+            labels.update(getattr(other, "labels", ()))
+    return labels - set(pipe.labels)
+
+
+def warn_shared_labels(nlp: Language, pipe: "BertCat") -> None:
+    """Warn when another text classifier of the pipeline predicts some of the
+    pipe's labels (both write them to doc.cats)."""
+    for name, other in cats_components(nlp).items():
+        if other is pipe:
+            continue
+        shared = sorted(set(getattr(other, "labels", ())) & set(pipe.labels))
+        if shared:
+            warnings.warn(Warnings.BCW009.format(name=pipe.name, other=name, labels=shared))
