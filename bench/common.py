@@ -56,6 +56,43 @@ def to_docbin(records, labels, path: Path) -> str:
     return str(path)
 
 
+def train_overrides(train, dev, labels, args, tmp: Path, eval_frequency: int) -> Dict[str, object]:
+    """RETURNS (Dict[str, object]): The `spacy train` overrides every bench run of a
+    shipped config shares: data (as .spacy files under tmp), model, head truncation at
+    args.max_length, args.steps updates of args.batch_size (schedule included), seed."""
+    return {
+        "paths.train": to_docbin(train, labels, tmp / "train.spacy"),
+        "paths.dev": to_docbin(dev, labels, tmp / "dev.spacy"),
+        "components.bertcat.model.name": args.model,
+        "components.bertcat.model.max_length": args.max_length,
+        "components.bertcat.model.chunking": {"@misc": "spacy-bertcat.head.v1"},
+        "training.max_steps": args.steps,
+        "training.optimizer.learn_rate.total_steps": args.steps,
+        "training.eval_frequency": eval_frequency,
+        "training.seed": args.seed,
+        "training.batcher.size": args.batch_size,
+    }
+
+
+def hf_dataset(tokenizer, texts: Sequence[str], targets: Sequence, max_length: int):
+    """A torch Dataset of tokenized texts (truncated at max_length) and their
+    targets, for transformers.Trainer with DataCollatorWithPadding."""
+    import torch
+
+    encodings = tokenizer(list(texts), truncation=True, max_length=max_length)
+
+    class Dataset(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(targets)
+
+        def __getitem__(self, i):
+            item = {k: v[i] for k, v in encodings.items()}
+            item["labels"] = targets[i]
+            return item
+
+    return Dataset()
+
+
 def accuracy_macro_f1(gold: List[str], predicted: List[str], labels: List[str]) -> Dict[str, float]:
     accuracy = sum(g == p for g, p in zip(gold, predicted)) / max(len(gold), 1)
     f1s = []

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (  # noqa: E402
-    DEFAULT_DATA, accuracy_macro_f1, label_set, minilm_path, read_jsonl, timer, to_docbin, write_results,
+    DEFAULT_DATA, accuracy_macro_f1, hf_dataset, label_set, minilm_path, read_jsonl, timer, train_overrides, write_results,
 )
 
 CONFIG = Path(__file__).parent.parent / "configs" / "bertcat.cfg"
@@ -32,16 +32,7 @@ def run_spacy(train, dev, test, labels, args, tmp: Path, batcher: str):
     from spacy.cli.train import train as spacy_train
 
     overrides = {
-        "paths.train": to_docbin(train, labels, tmp / "train.spacy"),
-        "paths.dev": to_docbin(dev, labels, tmp / "dev.spacy"),
-        "components.bertcat.model.name": args.model,
-        "components.bertcat.model.max_length": args.max_length,
-        "components.bertcat.model.chunking": {"@misc": "spacy-bertcat.head.v1"},
-        "training.max_steps": args.steps,
-        "training.optimizer.learn_rate.total_steps": args.steps,
-        "training.eval_frequency": args.steps,
-        "training.seed": args.seed,
-        "training.batcher.size": args.batch_size,
+        **train_overrides(train, dev, labels, args, tmp, args.steps),
         "training.optimizer.learn_rate.initial_rate": args.lr,
         "training.optimizer.learn_rate.warmup_steps": args.warmup,
         "training.logger.progress_bar": None,
@@ -72,18 +63,8 @@ def run_trainer(train, test, labels, args, tmp: Path, group_by_length: bool):
     hf_logging.set_verbosity_error()
     index = {label: i for i, label in enumerate(labels)}
 
-    class Dataset(torch.utils.data.Dataset):
-        def __init__(self, records):
-            self.encodings = tokenizer([t for t, _ in records], truncation=True, max_length=args.max_length)
-            self.labels = [index[gold[0]] for _, gold in records]
-
-        def __len__(self):
-            return len(self.labels)
-
-        def __getitem__(self, i):
-            item = {k: v[i] for k, v in self.encodings.items()}
-            item["labels"] = self.labels[i]
-            return item
+    def Dataset(records):
+        return hf_dataset(tokenizer, [t for t, _ in records], [index[gold[0]] for _, gold in records], args.max_length)
 
     with timer() as train_time:
         tokenizer = AutoTokenizer.from_pretrained(args.model)

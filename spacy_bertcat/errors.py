@@ -82,6 +82,11 @@ class Warnings(metaclass=ErrorsWithCodes):
         "{path} is not {encoding} text ({reason}); it was read as {fallback} "
         "(--fallback-encoding). Check its characters in the converted data."
     )
+    BCW011 = (
+        "Component '{name}': {n} of {n_labels} labels have gold positives in "
+        "this data but are predicted for no document (gold positives in "
+        "brackets): {labels}."
+    )
     BCW005 = (
         "Component '{name}': {n_truncated} of {n_docs} training documents "
         "({share:.1%}) are longer than what the chunking strategy '{strategy}' "

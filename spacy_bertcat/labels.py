@@ -5,6 +5,10 @@ spaCy's text classifiers all write ``doc.cats``. bertcat keeps that contract and
 - ``doc._.bertcat_cats``: ``{component name: {label: score}}``, so each bertcat
   component's scores stay reachable when two components predict a label of the
   same name (``doc.cats`` then holds the one that ran last);
+- ``doc._.bertcat_labels``: ``{component name: [labels]}``, each component's
+  decision: the top class (``bertcat``), or the labels at or above their
+  thresholds (``bertcat_multilabel``), so code that reads ``doc.cats`` need not
+  know the thresholds;
 - in training, gold labels that belong to another text classifier of the pipeline
   (or that the training data had at initialize outside the component's explicit
   labels) are ignored, as spaCy's textcat ignores them; a label nobody predicts is
@@ -13,7 +17,7 @@ spaCy's text classifiers all write ``doc.cats``. bertcat keeps that contract and
 """
 import warnings
 import weakref
-from typing import TYPE_CHECKING, Dict, Optional, Set
+from typing import TYPE_CHECKING, Dict, List, Optional, Set
 
 from spacy.language import Language
 from spacy.tokens import Doc
@@ -24,8 +28,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .pipeline import BertCat
 
 EXTENSION = "bertcat_cats"
-if not Doc.has_extension(EXTENSION):
-    Doc.set_extension(EXTENSION, default=None)
+DECISIONS = "bertcat_labels"
+for _name in (EXTENSION, DECISIONS):
+    if not Doc.has_extension(_name):
+        Doc.set_extension(_name, default=None)
 
 
 # The pipeline each component was initialized in, without a reference from the
@@ -42,13 +48,15 @@ def pipeline_of(pipe: "BertCat") -> Optional[Language]:
     return ref() if ref is not None else None
 
 
-def set_component_cats(doc: Doc, component: str, cats: Dict[str, float]) -> None:
-    """Record a component's scores in doc._.bertcat_cats."""
-    by_component = doc._.get(EXTENSION)
-    if by_component is None:
-        by_component = {}
-        doc._.set(EXTENSION, by_component)
-    by_component[component] = cats
+def set_component_cats(doc: Doc, component: str, cats: Dict[str, float], decided: List[str]) -> None:
+    """Record a component's scores in doc._.bertcat_cats and its decision in
+    doc._.bertcat_labels."""
+    for name, value in ((EXTENSION, cats), (DECISIONS, decided)):
+        by_component = doc._.get(name)
+        if by_component is None:
+            by_component = {}
+            doc._.set(name, by_component)
+        by_component[component] = value
 
 
 def cats_components(nlp: Language) -> Dict[str, object]:

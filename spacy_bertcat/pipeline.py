@@ -7,15 +7,12 @@ softmax (``bertcat``: scores sum to 1) or sigmoid (``bertcat_multilabel``) and w
 """
 import logging
 import math
-import os
 import warnings
 from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy
-import spacy
-import srsly
 from spacy.attrs import IS_SPACE
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
@@ -25,17 +22,17 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer
 from thinc.types import Floats2d
 
+from .component_io import read_component, write_component
 from .errors import Errors, SettingError, Warnings, config_error
-from .util import atomic_write
+from .labels import other_classifier_labels, remember_pipeline, set_component_cats, warn_shared_labels
 from .layers.classifier import get_shim
 from .scorers import active_thresholds
-from .labels import other_classifier_labels, remember_pipeline, set_component_cats, warn_shared_labels
 from .training.config_checks import check_schedule_length, uses_gradual_unfreezing
 from .loss import (
+    BalancedWeights,
     ClassWeights,
     examples_to_truth,
     resolve_class_weights,
-    sigmoid_binary_cross_entropy,
     softmax_cross_entropy,
 )
 
@@ -107,29 +104,6 @@ def make_bertcat(
     return BertCat(nlp.vocab, model, name, threshold=threshold, class_weights=class_weights, scorer=scorer)
 
 
-@Language.factory(
-    "bertcat_multilabel",
-    assigns=["doc.cats"],
-    default_config={
-        "model": DEFAULT_MODEL,
-        "threshold": 0.5,
-        "class_weights": None,
-        "scorer": {"@scorers": "spacy-bertcat.multilabel_scorer.v1"},
-    },
-    default_score_weights=SCORE_WEIGHTS,
-)
-def make_bertcat_multilabel(
-    nlp: Language,
-    name: str,
-    model: Model[List[Doc], Floats2d],
-    threshold: float,
-    class_weights: ClassWeights,
-    scorer: Optional[Callable],
-) -> "BertCatMultilabel":
-    """A fine-tuned transformer classifier for independent labels."""
-    return BertCatMultilabel(nlp.vocab, model, name, threshold=threshold, class_weights=class_weights, scorer=scorer)
-
-
 class BertCat(TrainablePipe):
     """Text classification with a fine-tuned Hugging Face model, exclusive classes."""
 
@@ -153,13 +127,15 @@ class BertCat(TrainablePipe):
             "labels": [],
             "threshold": threshold,
             "positive_label": None,
-            "class_weights": class_weights,
+            "class_weights": class_weights.to_dict() if isinstance(class_weights, BalancedWeights) else class_weights,
             "label_weights": None,  # class_weights resolved per label at initialize
             "thresholds": None,  # per-label thresholds (multi-label), see find-thresholds
             "thresholds_tuned_at": None,  # the global threshold they were tuned under
             "other_labels": [],  # gold labels of the training data that other components predict
         }
+        self._class_weights = class_weights  # the setting; resolved per label at initialize
         self._warned_truncation = False
+        self._updated_since_scoring = False  # trained since the last evaluation (not saved)
 
     @property
     def labels(self) -> tuple:
@@ -239,8 +215,9 @@ class BertCat(TrainablePipe):
             warn_shared_labels(nlp, self)
         truth, mask = self._truth(examples)
         self.cfg["label_weights"] = resolve_class_weights(
-            self.cfg["class_weights"], self.labels, truth, mask, exclusive=self.exclusive, name=self.name
+            self._class_weights, self.labels, truth, mask, exclusive=self.exclusive, name=self.name
         )
+        self._learn_label_counts(truth, mask)
         self.model.attrs["labels"] = list(self.labels)
         sample = [eg.reference for eg in islice(examples, 10)]
         self.model.initialize(X=sample, Y=self.model.ops.asarray2f(truth[: len(sample)]))
@@ -250,6 +227,10 @@ class BertCat(TrainablePipe):
         n_empty = sum(1 for eg, row in zip(examples, mask) if row.any() and not has_content(eg.predicted))
         if n_empty:
             warnings.warn(Warnings.BCW007.format(name=self.name, n=n_empty))
+
+    def _learn_label_counts(self, truth: numpy.ndarray, mask: numpy.ndarray) -> None:
+        """Keep what the component needs of the training data's label counts (the
+        multi-label component: each label's prevalence)."""
 
     def predict(self, docs: Iterable[Doc]) -> Floats2d:
         """Scores per doc and label. Empty and whitespace-only docs get a defined
@@ -265,14 +246,21 @@ class BertCat(TrainablePipe):
         return self.model.ops.asarray2f(scores)
 
     def set_annotations(self, docs: Iterable[Doc], scores: Floats2d) -> None:
-        """Write the scores to doc.cats, and to doc._.bertcat_cats[component name],
-        where each component's own scores stay reachable when two classifiers of
-        one pipeline predict the same label."""
+        """Write the scores to doc.cats and doc._.bertcat_cats[component name]
+        (where each component's own scores stay reachable when two classifiers of
+        one pipeline predict the same label), and the decision to
+        doc._.bertcat_labels[component name]: the labels the component assigns."""
         scores = self.model.ops.to_numpy(scores)
+        thresholds = self.thresholds
         for doc, row in zip(docs, scores):
             cats = {label: float(score) for label, score in zip(self.labels, row)}
             doc.cats.update(cats)
-            set_component_cats(doc, self.name, cats)
+            set_component_cats(doc, self.name, cats, self._decide(cats, thresholds, has_content(doc)))
+
+    def _decide(self, cats: Dict[str, float], thresholds: Dict[str, float], content: bool) -> List[str]:
+        """RETURNS (List[str]): The class with the highest score (none for a doc
+        without text)."""
+        return [max(cats, key=cats.get)] if content and cats else []
 
     def update(
         self,
@@ -292,6 +280,7 @@ class BertCat(TrainablePipe):
         truth, mask = self._truth(examples)
         keep = [i for i, row in enumerate(mask) if row.any() and has_content(examples[i].predicted)]
         if keep:
+            self._updated_since_scoring = True
             logits, backprop = self.model.begin_update([examples[i].predicted for i in keep])
             loss, d_logits = self._loss(logits, truth[keep], mask[keep])
             backprop(d_logits)
@@ -311,8 +300,11 @@ class BertCat(TrainablePipe):
 
     def _loss(self, logits: Floats2d, truth: numpy.ndarray, mask: numpy.ndarray) -> Tuple[float, Floats2d]:
         ops = self.model.ops
-        loss_fn = softmax_cross_entropy if self.exclusive else sigmoid_binary_cross_entropy
-        return loss_fn(ops.xp, logits, ops.asarray2f(truth), ops.asarray2f(mask), self.cfg["label_weights"])
+        return self._loss_fn(ops.xp, logits, ops.asarray2f(truth), ops.asarray2f(mask), self.cfg["label_weights"])
+
+    @property
+    def _loss_fn(self) -> Callable:
+        return softmax_cross_entropy
 
     def finish_update(self, sgd: Optimizer) -> None:
         self.model.finish_update(sgd)
@@ -376,38 +368,12 @@ class BertCat(TrainablePipe):
     def to_disk(self, path: Union[str, Path], *, exclude=tuple()) -> None:
         """Save like TrainablePipe.to_disk, but write each file atomically, so an
         interrupted save (a killed `spacy train`) leaves the previous file whole."""
-        serialize = {
-            "cfg": lambda p: atomic_write(p, srsly.json_dumps(self.cfg, indent=2).encode("utf8")),
-            "vocab": lambda p: self.vocab.to_disk(p, exclude=exclude),
-            "model": lambda p: atomic_write(p, self.model.to_bytes()),
-        }
-        spacy.util.to_disk(path, serialize, exclude)
+        write_component(self, path, exclude)
 
     def from_disk(self, path: Union[str, Path], *, exclude=tuple()) -> "BertCat":
-        """Load like TrainablePipe.from_disk; a damaged file is named in the error."""
-
-        def reader(load: Callable[[bytes], Any]) -> Callable[[Path], None]:
-            def read(p: Path) -> None:
-                try:
-                    data = Path(p).read_bytes()
-                except PermissionError as e:  # not a damaged file: say so
-                    raise ValueError(Errors.BC048.format(path=p, user=_user())) from e
-                try:
-                    load(data)
-                except Exception as e:
-                    if "[BC" in str(e) and "[BC012]" not in str(e):
-                        raise
-                    reason = e.__cause__ if "[BC012]" in str(e) and e.__cause__ else e
-                    raise ValueError(Errors.BC012.format(where=f" in {p}", reason=repr(reason))) from e
-
-            return read
-
-        deserialize = {
-            "cfg": reader(lambda data: self.cfg.update(srsly.json_loads(data))),
-            "vocab": lambda p: self.vocab.from_disk(p, exclude=exclude),
-            "model": reader(self.model.from_bytes),
-        }
-        spacy.util.from_disk(path, deserialize, exclude)
+        """Load like TrainablePipe.from_disk; a damaged or unreadable file is named
+        in the error."""
+        read_component(self, path, exclude)
         self._check_head()
         return self
 
@@ -463,28 +429,7 @@ class BertCat(TrainablePipe):
             )
 
 
-def _user() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except Exception:  # no name for this uid (a container)
-        return f"uid {os.getuid()}" if hasattr(os, "getuid") else "this user"
-
-
 def has_content(doc: Doc) -> bool:
     """Whether a doc has a token that is not whitespace (without building doc.text,
     which costs a Python object per token)."""
     return len(doc) > 0 and not doc.to_array(IS_SPACE).all()
-
-
-class BertCatMultilabel(BertCat):
-    """Text classification with a fine-tuned Hugging Face model, independent labels."""
-
-    exclusive = False
-
-    def _activation(self, logits: Floats2d) -> Floats2d:
-        return self.model.ops.sigmoid(logits)
-
-    def _empty_score(self, n_labels: int) -> float:
-        return 0.0

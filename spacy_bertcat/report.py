@@ -291,17 +291,3 @@ def _confident_errors(
     return errors[:n_errors]
 
 
-def tune_thresholds(
-    labels: Sequence[str], gold: numpy.ndarray, scores: numpy.ndarray, mask: Optional[numpy.ndarray] = None
-) -> Dict[str, Optional[Dict[str, float]]]:
-    """Per-label thresholds that maximize each label's F1 (multi-label).
-
-    RETURNS (Dict[str, Optional[Dict[str, float]]]): For each label the threshold
-        and its F1, precision and recall (see best_f1_threshold); None for labels
-        with no positive example.
-    """
-    mask = numpy.ones_like(gold) if mask is None else mask
-    return {
-        label: best_f1_threshold(scores[mask[:, j] == 1, j], gold[mask[:, j] == 1, j])
-        for j, label in enumerate(labels)
-    }

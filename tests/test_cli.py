@@ -329,6 +329,22 @@ def test_find_thresholds(multi_pipeline, tmp_path):
     assert spacy.load(multi_pipeline).get_pipe("bertcat_multilabel").cfg["thresholds"] is None
 
 
+def test_find_thresholds_rare_labels_share_a_threshold(multi_pipeline, tmp_path):
+    """Labels with fewer positives than --min-support get no threshold of their own
+    (one positive makes any cut below it look perfect): they share the pooled one,
+    as in training, and the pipeline records which."""
+    data = gold_spacy(tmp_path / "dev.spacy", multi_rows(), ["business", "sport", "tech"])  # 6 positives each
+    result = invoke("find-thresholds", multi_pipeline, data, "--min-support", "7", "-o", tmp_path / "tuned")
+    assert result.exit_code == 0, result.output
+    assert "(global)" in result.output or "(prevalence)" in result.output
+    pipe = spacy.load(tmp_path / "tuned").get_pipe("bertcat_multilabel")
+    assert pipe.cfg["thresholds_fallback"] == ["business", "sport", "tech"]
+    shared = {t for label, t in pipe.cfg["thresholds"].items() if label not in pipe.cfg["thresholds_by_prevalence"]}
+    assert len(shared) <= 1
+    own = find_thresholds(spacy.load(multi_pipeline), data, min_support=6)  # 6 positives each: their own
+    assert {info["tuned"]["source"] for info in own["labels"].values()} == {"own"}
+
+
 def test_find_thresholds_in_place_keeps_untuned_labels(multi_pipeline, tmp_path):
     nlp = spacy.load(multi_pipeline)
     nlp.to_disk(tmp_path / "copy")

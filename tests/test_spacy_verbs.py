@@ -7,7 +7,6 @@ import stat
 import subprocess
 import sys
 import tarfile
-from pathlib import Path
 
 import pytest
 import spacy

@@ -112,6 +112,10 @@ def test_two_bertcat_components_train_on_one_corpus(tiny_bert):
     assert set(doc.cats) == {"NEG", "POS", "business", "sport"}
     assert set(doc._.bertcat_cats) == {"sentiment", "topic"}
     assert doc._.bertcat_cats["sentiment"] == {k: doc.cats[k] for k in ("NEG", "POS")}
+    assert doc._.bertcat_labels["sentiment"] == [max(("NEG", "POS"), key=doc.cats.get)]
+    thresholds = nlp.get_pipe("topic").thresholds
+    assert doc._.bertcat_labels["topic"] == [k for k in ("business", "sport") if doc.cats[k] >= thresholds[k]]
+    assert nlp("   ")._.bertcat_labels == {"sentiment": [], "topic": []}
     stray = make_examples(nlp, [("a film", {"POS": 1.0, "NEG": 0.0, "weather": 1.0})])
     with pytest.raises(ValueError, match="BC005.*weather"):
         nlp.update(stray, sgd=optimizer)

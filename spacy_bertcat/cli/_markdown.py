@@ -35,12 +35,20 @@ def to_markdown(report: Dict[str, Any], *, title: str, images: Optional[Dict[str
     lines += ["", "Percentages; F1 per label from precision and recall, macro = mean over labels, "
               "micro = from the pooled counts.", "", "## Per label", ""]
     multi = not report["exclusive"]
+    fallback = set(report.get("thresholds_fallback") or ())
+    by_prevalence = set(report.get("thresholds_by_prevalence") or ())
     header = "| label | precision | recall | F1 | support | predicted | ROC AUC | avg. precision |"
     lines += [header + (" threshold |" if multi else ""), "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if multi else "")]
     for label, v in report["per_label"].items():
         row = (f"| {_md(label)} | {_pct(v['p'])} | {_pct(v['r'])} | {_pct(v['f'])} | {v['support']} | "
                f"{v['n_predicted']} | {_num(v['auc'])} | {_num(v['average_precision'])} |")
-        lines.append(row + (f" {v['threshold']:.3f} |" if multi else ""))
+        marker = " (prevalence)" if label in by_prevalence else " (global)" if label in fallback else ""
+        lines.append(row + (f" {v['threshold']:.3f}{marker} |" if multi else ""))
+    if multi:
+        lines += ["", "predicted: documents the model gives the label (against the gold support); a label "
+                  "with support and 0 predicted has collapsed. Thresholds marked (global) belong to labels "
+                  "too rare in the dev data for a threshold of their own, (prevalence) those of them lowered "
+                  "to fire about as often as in the training data."]
     lines += ["", "## Confusion matrix", ""]
     if "confusion" in images:
         lines += [f"![confusion matrix]({images['confusion']})", ""]
@@ -49,7 +57,8 @@ def to_markdown(report: Dict[str, Any], *, title: str, images: Optional[Dict[str
     if "pr_curves" in images:
         lines += [f"![precision-recall curves]({images['pr_curves']})", ""]
     lines += ["One curve per label (one label against the rest), with the model's operating point "
-              "marked; the legend gives the average precision.", "", "## Most confident errors", ""]
+              "marked, the chance level (the label's prevalence) dashed and the average precision in "
+              "each title.", "", "## Most confident errors", ""]
     lines += _errors_markdown(report["errors"], report["exclusive"])
     return "\n".join(lines) + "\n"
 

@@ -63,9 +63,13 @@ def evaluate_cli(
         + ([(f"{label} ({base.get('name', 'baseline')})", f"{100 * base['summary'].get('accuracy', 0.0):.2f}")] if base else [])
     )
     msg.table(
-        [(k, f"{100 * v['p']:.2f}", f"{100 * v['r']:.2f}", f"{100 * v['f']:.2f}", v["support"]) for k, v in report["per_label"].items()],
-        header=("", "P", "R", "F", "support"), aligns=("l", "r", "r", "r", "r"),
+        [(k, f"{100 * v['p']:.2f}", f"{100 * v['r']:.2f}", f"{100 * v['f']:.2f}", v["support"], v["n_predicted"])
+         for k, v in report["per_label"].items()],
+        header=("", "P", "R", "F", "support", "predicted"), aligns=("l", "r", "r", "r", "r", "r"),
     )
+    never = [k for k, v in report["per_label"].items() if v["support"] and not v["n_predicted"]]
+    if never:
+        msg.warn(f"{len(never)} label(s) with gold positives are predicted for no document: {', '.join(never)}")
     for path in paths:
         msg.good(f"Saved {path}")
 
@@ -108,6 +112,9 @@ def evaluate(
     examples = [Example(pred, ref) for pred, ref in zip(pred_docs, gold_docs)]
     report["spacy_scores"] = classifier.pipe.score(examples)
     report["component"] = classifier.name
+    cfg = getattr(classifier.pipe, "cfg", {})
+    report["thresholds_fallback"] = list(cfg.get("thresholds_fallback") or [])
+    report["thresholds_by_prevalence"] = list(cfg.get("thresholds_by_prevalence") or [])
     return report
 
 

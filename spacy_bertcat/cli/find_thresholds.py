@@ -8,7 +8,8 @@ from wasabi import msg
 
 from ..errors import Errors
 from ..data import read_labelled_docs
-from ..report import compute_report, gold_matrix, score_matrix, tune_thresholds
+from ..report import compute_report, gold_matrix, score_matrix
+from ..thresholds import tune_with_fallback
 from ._util import Arg, Classifier, Opt, app, load_pipeline, predict_docs
 
 
@@ -22,23 +23,26 @@ def find_thresholds_cli(
     text_field: str = Opt("text", "--text-field", "-t", help="Text field of JSONL/CSV data"),
     label_field: Optional[str] = Opt(None, "--label-field", "-l", help="Label field of JSONL/CSV data (default: label, labels or cats)"),
     labels_sep: str = Opt("|", "--labels-sep", help="Separator of several labels in one CSV/TSV value"),
+    min_support: Optional[int] = Opt(None, "--min-support", help="Positives a label needs in the data for a threshold of its own; rarer labels share one (default: the component's threshold_min_support)", min=1),
     batch_size: Optional[int] = Opt(None, "--batch-size", help="Docs per nlp.pipe batch (default: the pipeline's)"),
     gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU ID or -1 for CPU"),
     # fmt: on
 ):
     """
     Tune one decision threshold per label of a multi-label classifier: for each
-    label, the threshold that maximizes its F1 on the given (dev) data. The
-    thresholds are stored in the component (`pipe.set_thresholds`), saved with
-    the pipeline, and used by its scorer and by `evaluate` and `predict`.
-    spaCy's textcat_multilabel has a single global threshold; labels without a
-    positive example in the data keep the component's default.
+    label, the threshold that maximizes its F1 on the given (dev) data. Labels
+    with fewer than --min-support positives there share one threshold, as in
+    training (see the README's multi-label section). The thresholds are stored in
+    the component (`pipe.set_thresholds`), saved with the pipeline, and used by
+    its scorer and by `evaluate` and `predict`. spaCy's textcat_multilabel has a
+    single global threshold; labels without a positive example in the data keep
+    their threshold.
     """
     nlp = load_pipeline(str(model), gpu_id)
     try:
         result = find_thresholds(
             nlp, data_path, component=component, text_field=text_field, label_field=label_field,
-            labels_sep=labels_sep, batch_size=batch_size,
+            labels_sep=labels_sep, batch_size=batch_size, min_support=min_support,
         )
     except ValueError as e:
         msg.fail(str(e), exits=1)
@@ -47,7 +51,8 @@ def find_thresholds_cli(
         if info["tuned"] is None:
             rows.append((label, f"{info['before']:.3f}", "-", f"{100 * info['f_before']:.2f}", "-", 0))
         else:
-            rows.append((label, f"{info['before']:.3f}", f"{info['tuned']['threshold']:.3f}",
+            marker = {"own": "", "global": " (global)", "prevalence": " (prevalence)"}[info["tuned"]["source"]]
+            rows.append((label, f"{info['before']:.3f}", f"{info['tuned']['threshold']:.3f}{marker}",
                          f"{100 * info['f_before']:.2f}", f"{100 * info['tuned']['f']:.2f}", info["support"]))
     msg.table(rows, header=("label", "threshold", "tuned", "F before", "F tuned", "support"),
               aligns=("l", "r", "r", "r", "r", "r"))
@@ -73,12 +78,16 @@ def find_thresholds(
     label_field: Optional[str] = None,
     labels_sep: str = "|",
     batch_size: Optional[int] = None,
+    min_support: Optional[int] = None,
 ) -> Dict[str, Any]:
     """Tune and set the per-label thresholds of a multi-label component (not saved).
 
+    min_support (Optional[int]): Positives a label needs for a threshold of its own
+        (default: the component's threshold_min_support, else 1).
     RETURNS (Dict[str, Any]): Per label the threshold before, the tuned one (None
-        if the label had no positive example), its F1 before and after, and the
-        micro/macro F1 on the data before and after.
+        if the label had no positive example) with its F1 and source ("own",
+        "global" or "prevalence"), its F1 before, and the micro/macro F1 on the
+        data before and after.
     """
     classifier = Classifier(nlp, component)
     if classifier.exclusive:
@@ -95,22 +104,38 @@ def find_thresholds(
     predicted = predict_docs(nlp, [doc.text for doc in docs], batch_size, desc="Scoring", component=classifier.name)
     scores = score_matrix(predicted, classifier.labels)
     before = compute_report(classifier.labels, gold, scores, exclusive=False, mask=mask, thresholds=classifier.thresholds)
-    tuned = tune_thresholds(classifier.labels, gold, scores, mask)
+    cfg = getattr(classifier.pipe, "cfg", {})
+    min_support = min_support or cfg.get("threshold_min_support") or 1
+    tuned = tune_with_fallback(
+        classifier.labels, gold, scores, mask, min_support=min_support, default=classifier.pipe.cfg["threshold"],
+        prevalence=cfg.get("train_prevalence"),
+    )
+    untuned = [label for label in classifier.labels if not tuned.support[label]]
     # Labels without positives keep their current threshold (a tuned one too).
     kept = {label: t for label, t in classifier.thresholds.items() if 0.0 < t < 1.0}
-    classifier.pipe.set_thresholds({**kept, **{label: t["threshold"] for label, t in tuned.items() if t is not None}})
+    new = {label: t for label, t in tuned.thresholds.items() if label not in untuned}
+    classifier.pipe.set_thresholds({**kept, **new})
+    cfg["thresholds_fallback"] = [label for label in tuned.fallback if label not in untuned]
+    cfg["thresholds_by_prevalence"] = [label for label in tuned.by_prevalence if label not in untuned]
     thresholds = dict(classifier.pipe.thresholds)
     after = compute_report(classifier.labels, gold, scores, exclusive=False, mask=mask, thresholds=thresholds)
+
+    def source(label: str) -> str:
+        return "prevalence" if label in tuned.by_prevalence else "global" if label in tuned.fallback else "own"
+
     spacy_scores = classifier.pipe.score([Example(pred, gold_doc) for pred, gold_doc in zip(predicted, docs)])
     return {
         "spacy_scores": spacy_scores,
         "component": classifier.name,
         "thresholds": thresholds,
-        "untuned": [label for label, t in tuned.items() if t is None],
+        "untuned": untuned,
+        "min_support": min_support,
         "labels": {
             label: {
                 "before": classifier.thresholds[label],
-                "tuned": tuned[label],
+                "tuned": None if label in untuned else {
+                    "threshold": thresholds[label], "f": after["per_label"][label]["f"], "source": source(label),
+                },
                 "f_before": before["per_label"][label]["f"],
                 "support": before["per_label"][label]["support"],
             }

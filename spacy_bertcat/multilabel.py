@@ -1,0 +1,152 @@
+"""The ``bertcat_multilabel`` factory: independent labels, sigmoid scores.
+
+Beyond ``bertcat``, it chooses its loss (binary cross-entropy or the asymmetric loss,
+registered in loss.py) and tunes a decision threshold per label on the dev data at
+each evaluation of `spacy train` (``tune_thresholds``; see thresholds.py), so
+``model-best`` carries thresholds that fit the data and its ``doc.cats`` consumers
+can read each label's decision from ``pipe.thresholds``. Each evaluation also warns
+about labels that have gold positives but are predicted for no document, so a
+collapsed label is visible at once.
+"""
+import logging
+from typing import Any, Callable, Dict, Iterable, List, Optional
+
+import numpy
+from spacy.language import Language
+from spacy.tokens import Doc
+from spacy.training import Example
+from thinc.api import Model
+from thinc.types import Floats2d
+
+from .errors import Errors, Warnings, config_error
+from .labels import EXTENSION
+from .loss import ClassWeights, MultilabelLoss, sigmoid_binary_cross_entropy
+from .pipeline import DEFAULT_MODEL, SCORE_WEIGHTS, BertCat
+from .thresholds import collapsed_labels, tune_with_fallback
+
+logger = logging.getLogger("spacy.bertcat")
+
+
+@Language.factory(
+    "bertcat_multilabel",
+    assigns=["doc.cats"],
+    default_config={
+        "model": DEFAULT_MODEL,
+        "threshold": 0.5,
+        "class_weights": None,
+        "loss": {"@misc": "spacy-bertcat.binary_cross_entropy.v1"},
+        "tune_thresholds": True,
+        "threshold_min_support": 5,
+        "scorer": {"@scorers": "spacy-bertcat.multilabel_scorer.v1"},
+    },
+    default_score_weights=SCORE_WEIGHTS,
+)
+def make_bertcat_multilabel(
+    nlp: Language,
+    name: str,
+    model: Model[List[Doc], Floats2d],
+    threshold: float,
+    class_weights: ClassWeights,
+    loss: MultilabelLoss,
+    tune_thresholds: bool,
+    threshold_min_support: int,
+    scorer: Optional[Callable],
+) -> "BertCatMultilabel":
+    """A fine-tuned transformer classifier for independent labels.
+
+    threshold (float): The decision threshold of labels without a tuned one.
+    class_weights (ClassWeights): Weights of each label's positive term: null,
+        "balanced" (negatives / positives), or a block of label = weight lines.
+    loss (MultilabelLoss): spacy-bertcat.binary_cross_entropy.v1 or
+        spacy-bertcat.asymmetric_loss.v1.
+    tune_thresholds (bool): Tune each label's threshold on the dev data at every
+        evaluation of `spacy train` (the first evaluation after training updates).
+    threshold_min_support (int): Dev positives a label needs for a threshold of its
+        own; rarer labels get the global threshold that maximizes micro-F1.
+    """
+    if threshold_min_support < 1:
+        detail = "it must be at least 1"
+        message = Errors.BC022.format(setting="threshold_min_support", value=threshold_min_support, detail=detail)
+        raise config_error(message, ["components", name, "threshold_min_support"])
+    return BertCatMultilabel(
+        nlp.vocab, model, name, threshold=threshold, class_weights=class_weights, scorer=scorer,
+        loss=loss, tune_thresholds=tune_thresholds, threshold_min_support=threshold_min_support,
+    )
+
+
+class BertCatMultilabel(BertCat):
+    """Text classification with a fine-tuned Hugging Face model, independent labels."""
+
+    exclusive = False
+
+    def __init__(
+        self,
+        *args: Any,
+        loss: MultilabelLoss = sigmoid_binary_cross_entropy,
+        tune_thresholds: bool = False,
+        threshold_min_support: int = 5,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._multilabel_loss = loss
+        self.cfg["tune_thresholds"] = tune_thresholds
+        self.cfg["threshold_min_support"] = threshold_min_support
+        self.cfg["thresholds_fallback"] = []  # labels too rare to tune: the global threshold
+        self.cfg["thresholds_by_prevalence"] = []  # ... of those, lowered to their training prevalence's
+
+    def _learn_label_counts(self, truth: numpy.ndarray, mask: numpy.ndarray) -> None:
+        """Keep each label's share of positives in the training data: it caps the
+        thresholds of labels too rare to tune (thresholds.py)."""
+        known = numpy.maximum(mask.sum(axis=0), 1)
+        prevalence = (truth * mask).sum(axis=0) / known
+        self.cfg["train_prevalence"] = {label: float(p) for label, p in zip(self.labels, prevalence)}
+
+    @property
+    def _loss_fn(self) -> Callable:
+        return self._multilabel_loss
+
+    def _activation(self, logits: Floats2d) -> Floats2d:
+        return self.model.ops.sigmoid(logits)
+
+    def _empty_score(self, n_labels: int) -> float:
+        return 0.0
+
+    def _decide(self, cats: Dict[str, float], thresholds: Dict[str, float], content: bool) -> List[str]:
+        """RETURNS (List[str]): The labels at or above their threshold."""
+        return [label for label, score in cats.items() if score >= thresholds[label]]
+
+    def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, Any]:
+        """Score with the component's scorer. After training updates (each
+        evaluation in `spacy train`), with `tune_thresholds`, first tune each
+        label's threshold on these examples. Warns about labels with gold positives
+        that are predicted for no example."""
+        examples = list(examples)
+        gold, mask = self._truth(examples)
+        scores = self._predicted_scores(examples)
+        if self.cfg.get("tune_thresholds") and self._updated_since_scoring and mask.any():
+            tuned = tune_with_fallback(
+                self.labels, gold, scores, mask, min_support=self.cfg["threshold_min_support"],
+                default=min(max(self.cfg["threshold"], 1e-4), 1 - 1e-4),
+                prevalence=self.cfg.get("train_prevalence"),
+            )
+            self.set_thresholds(tuned.thresholds)
+            self.cfg["thresholds_fallback"] = tuned.fallback
+            self.cfg["thresholds_by_prevalence"] = tuned.by_prevalence
+            logger.info(f"{self.name}: {tuned.describe(len(examples))}")
+        self._updated_since_scoring = False
+        collapsed = collapsed_labels(self.labels, gold, scores, mask, self.thresholds)
+        if collapsed:
+            listed = ", ".join(f"{label} ({n})" for label, n in list(collapsed.items())[:10])
+            more = f" and {len(collapsed) - 10} more" if len(collapsed) > 10 else ""
+            logger.warning(Warnings.BCW011.format(name=self.name, n=len(collapsed), n_labels=len(self.labels), labels=listed + more))
+        return super().score(examples, **kwargs)
+
+    def _predicted_scores(self, examples: List[Example]) -> numpy.ndarray:
+        """RETURNS (numpy.ndarray): This component's scores of the predicted docs
+        (its own record in doc._.bertcat_cats, else doc.cats)."""
+        scores = numpy.zeros((len(examples), len(self.labels)), dtype="f")
+        for i, eg in enumerate(examples):
+            own = (eg.predicted._.get(EXTENSION) or {}).get(self.name)
+            cats = own if own is not None else eg.predicted.cats
+            scores[i] = [cats.get(label, 0.0) for label in self.labels]
+        return scores
