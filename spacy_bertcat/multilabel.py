@@ -33,8 +33,9 @@ logger = logging.getLogger("spacy.bertcat")
     default_config={
         "model": DEFAULT_MODEL,
         "threshold": 0.5,
-        "class_weights": None,
-        "loss": {"@misc": "spacy-bertcat.binary_cross_entropy.v1"},
+        # The recipe of configs/bertcat_multilabel.cfg, measured in bench/multilabel.py.
+        "class_weights": {"@misc": "spacy-bertcat.balanced_class_weights.v1", "power": 0.5, "max_weight": None},
+        "loss": {"@misc": "spacy-bertcat.asymmetric_loss.v1", "gamma_neg": 4.0, "gamma_pos": 0.0, "clip": 0.05},
         "tune_thresholds": True,
         "threshold_min_support": 5,
         "scorer": {"@scorers": "spacy-bertcat.multilabel_scorer.v1"},

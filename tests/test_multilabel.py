@@ -219,3 +219,15 @@ def test_softened_balanced_weights_and_saving(tiny_bert, tmp_path):
     nlp.to_disk(tmp_path / "p")
     loaded = spacy.load(tmp_path / "p")
     assert loaded.get_pipe("bertcat_multilabel").cfg["label_weights"] == pytest.approx(pipe.cfg["label_weights"])
+
+
+def test_factory_defaults_are_the_shipped_recipe():
+    """A component added without settings (nlp.add_pipe, a hand-written config)
+    gets the measured recipe of the shipped config, not the plain loss that
+    collapses on sparse labels."""
+    shipped = spacy.util.load_config(CONFIGS / "bertcat_multilabel.cfg")["components"]["bertcat"]
+    nlp = spacy.blank("en")
+    nlp.add_pipe("bertcat_multilabel", config=tiny_config("unused"))
+    added = nlp.config["components"]["bertcat_multilabel"]
+    for setting in ("class_weights", "loss", "tune_thresholds", "threshold_min_support", "threshold"):
+        assert added[setting] == shipped[setting], setting
