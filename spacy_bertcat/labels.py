@@ -59,6 +59,13 @@ def set_component_cats(doc: Doc, component: str, cats: Dict[str, float], decided
         by_component[component] = value
 
 
+def component_cats(doc: Doc, component: str) -> Dict[str, float]:
+    """RETURNS (Dict[str, float]): The component's own scores of the doc (its record
+    in doc._.bertcat_cats), or doc.cats where it has none."""
+    own = (doc._.get(EXTENSION) or {}).get(component)
+    return own if own is not None else doc.cats
+
+
 def cats_components(nlp: Language) -> Dict[str, object]:
     """RETURNS (Dict[str, object]): The components that assign doc.cats, by name
     (disabled ones included)."""

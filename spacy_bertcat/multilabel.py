@@ -19,10 +19,10 @@ from thinc.api import Model
 from thinc.types import Floats2d
 
 from .errors import Errors, Warnings, config_error
-from .labels import EXTENSION
+from .labels import component_cats
 from .loss import ClassWeights, MultilabelLoss, sigmoid_binary_cross_entropy
 from .pipeline import DEFAULT_MODEL, SCORE_WEIGHTS, BertCat
-from .thresholds import collapsed_labels, tune_with_fallback
+from .thresholds import TunedThresholds, collapsed_labels, tune_with_fallback
 
 logger = logging.getLogger("spacy.bertcat")
 
@@ -130,9 +130,7 @@ class BertCatMultilabel(BertCat):
                 default=min(max(self.cfg["threshold"], 1e-4), 1 - 1e-4),
                 prevalence=self.cfg.get("train_prevalence"),
             )
-            self.set_thresholds(tuned.thresholds)
-            self.cfg["thresholds_fallback"] = tuned.fallback
-            self.cfg["thresholds_by_prevalence"] = tuned.by_prevalence
+            self.use_tuned_thresholds(tuned)
             logger.info(f"{self.name}: {tuned.describe(len(examples))}")
         self._updated_since_scoring = False
         collapsed = collapsed_labels(self.labels, gold, scores, mask, self.thresholds)
@@ -142,12 +140,20 @@ class BertCatMultilabel(BertCat):
             logger.warning(Warnings.BCW011.format(name=self.name, n=len(collapsed), n_labels=len(self.labels), labels=listed + more))
         return super().score(examples, **kwargs)
 
+    def use_tuned_thresholds(self, tuned: TunedThresholds, keep: Iterable[str] = ()) -> None:
+        """Set the tuned thresholds and record which labels fell back (cfg
+        "thresholds_fallback", "thresholds_by_prevalence"). Labels in `keep` keep
+        their current threshold where they have one."""
+        keep = set(keep)
+        kept = {label: t for label, t in self.thresholds.items() if label in keep and 0.0 < t < 1.0}
+        self.set_thresholds({**kept, **{label: t for label, t in tuned.thresholds.items() if label not in keep}})
+        self.cfg["thresholds_fallback"] = [label for label in tuned.fallback if label not in keep]
+        self.cfg["thresholds_by_prevalence"] = [label for label in tuned.by_prevalence if label not in keep]
+
     def _predicted_scores(self, examples: List[Example]) -> numpy.ndarray:
-        """RETURNS (numpy.ndarray): This component's scores of the predicted docs
-        (its own record in doc._.bertcat_cats, else doc.cats)."""
+        """RETURNS (numpy.ndarray): This component's scores of the predicted docs."""
         scores = numpy.zeros((len(examples), len(self.labels)), dtype="f")
         for i, eg in enumerate(examples):
-            own = (eg.predicted._.get(EXTENSION) or {}).get(self.name)
-            cats = own if own is not None else eg.predicted.cats
+            cats = component_cats(eg.predicted, self.name)
             scores[i] = [cats.get(label, 0.0) for label in self.labels]
         return scores

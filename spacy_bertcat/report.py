@@ -289,5 +289,3 @@ def _confident_errors(
             })
     errors.sort(key=lambda e: -e["confidence"])
     return errors[:n_errors]
-
-

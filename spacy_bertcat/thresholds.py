@@ -30,6 +30,17 @@ import numpy
 from .report import best_f1_threshold
 
 
+# How reports mark a threshold by its source (see threshold_source).
+SOURCE_MARKERS = {"own": "", "global": " (global)", "prevalence": " (prevalence)"}
+
+
+def threshold_source(label: str, fallback: Sequence[str], by_prevalence: Sequence[str]) -> str:
+    """RETURNS (str): Where a label's tuned threshold comes from: "own" (its F1
+    optimum), "global" (too rare: the pooled value) or "prevalence" (too rare, and
+    lowered to its training prevalence's)."""
+    return "prevalence" if label in by_prevalence else "global" if label in fallback else "own"
+
+
 @dataclass
 class TunedThresholds:
     """thresholds (Dict[str, float]): Every label's threshold. fallback (List[str]):
@@ -44,6 +55,10 @@ class TunedThresholds:
     by_prevalence: List[str] = field(default_factory=list)
     global_threshold: Optional[float] = None
     support: Dict[str, int] = field(default_factory=dict)
+
+    def source(self, label: str) -> str:
+        """RETURNS (str): Where the label's threshold comes from (threshold_source)."""
+        return threshold_source(label, self.fallback, self.by_prevalence)
 
     def describe(self, n_docs: int) -> str:
         """RETURNS (str): One line for the training log."""

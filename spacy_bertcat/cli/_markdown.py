@@ -1,6 +1,8 @@
 """The evaluation report as markdown (the tables of report.md; pictures are linked)."""
 from typing import Any, Dict, List, Optional
 
+from ..thresholds import SOURCE_MARKERS, threshold_source
+
 
 def to_markdown(report: Dict[str, Any], *, title: str, images: Optional[Dict[str, str]] = None,
                 baseline: Optional[Dict[str, Any]] = None, context: Optional[Dict[str, Any]] = None) -> str:
@@ -42,7 +44,7 @@ def to_markdown(report: Dict[str, Any], *, title: str, images: Optional[Dict[str
     for label, v in report["per_label"].items():
         row = (f"| {_md(label)} | {_pct(v['p'])} | {_pct(v['r'])} | {_pct(v['f'])} | {v['support']} | "
                f"{v['n_predicted']} | {_num(v['auc'])} | {_num(v['average_precision'])} |")
-        marker = " (prevalence)" if label in by_prevalence else " (global)" if label in fallback else ""
+        marker = SOURCE_MARKERS[threshold_source(label, fallback, by_prevalence)]
         lines.append(row + (f" {v['threshold']:.3f}{marker} |" if multi else ""))
     if multi:
         lines += ["", "predicted: documents the model gives the label (against the gold support); a label "

@@ -9,7 +9,7 @@ from wasabi import msg
 from ..errors import Errors
 from ..data import read_labelled_docs
 from ..report import compute_report, gold_matrix, score_matrix
-from ..thresholds import tune_with_fallback
+from ..thresholds import SOURCE_MARKERS, tune_with_fallback
 from ._util import Arg, Classifier, Opt, app, load_pipeline, predict_docs
 
 
@@ -51,7 +51,7 @@ def find_thresholds_cli(
         if info["tuned"] is None:
             rows.append((label, f"{info['before']:.3f}", "-", f"{100 * info['f_before']:.2f}", "-", 0))
         else:
-            marker = {"own": "", "global": " (global)", "prevalence": " (prevalence)"}[info["tuned"]["source"]]
+            marker = SOURCE_MARKERS[info["tuned"]["source"]]
             rows.append((label, f"{info['before']:.3f}", f"{info['tuned']['threshold']:.3f}{marker}",
                          f"{100 * info['f_before']:.2f}", f"{100 * info['tuned']['f']:.2f}", info["support"]))
     msg.table(rows, header=("label", "threshold", "tuned", "F before", "F tuned", "support"),
@@ -92,7 +92,7 @@ def find_thresholds(
     classifier = Classifier(nlp, component)
     if classifier.exclusive:
         raise ValueError(Errors.BC034.format(name=classifier.name, factory=classifier.factory))
-    if not hasattr(classifier.pipe, "set_thresholds"):
+    if not hasattr(classifier.pipe, "use_tuned_thresholds"):
         detail = "it has no per-label thresholds (set_thresholds); use a bertcat_multilabel component"
         raise ValueError(Errors.BC042.format(setting="--component", value=classifier.name, detail=detail))
     docs = read_labelled_docs(
@@ -104,25 +104,17 @@ def find_thresholds(
     predicted = predict_docs(nlp, [doc.text for doc in docs], batch_size, desc="Scoring", component=classifier.name)
     scores = score_matrix(predicted, classifier.labels)
     before = compute_report(classifier.labels, gold, scores, exclusive=False, mask=mask, thresholds=classifier.thresholds)
-    cfg = getattr(classifier.pipe, "cfg", {})
+    cfg = classifier.pipe.cfg
     min_support = min_support or cfg.get("threshold_min_support") or 1
     tuned = tune_with_fallback(
-        classifier.labels, gold, scores, mask, min_support=min_support, default=classifier.pipe.cfg["threshold"],
+        classifier.labels, gold, scores, mask, min_support=min_support, default=cfg["threshold"],
         prevalence=cfg.get("train_prevalence"),
     )
-    untuned = [label for label in classifier.labels if not tuned.support[label]]
     # Labels without positives keep their current threshold (a tuned one too).
-    kept = {label: t for label, t in classifier.thresholds.items() if 0.0 < t < 1.0}
-    new = {label: t for label, t in tuned.thresholds.items() if label not in untuned}
-    classifier.pipe.set_thresholds({**kept, **new})
-    cfg["thresholds_fallback"] = [label for label in tuned.fallback if label not in untuned]
-    cfg["thresholds_by_prevalence"] = [label for label in tuned.by_prevalence if label not in untuned]
+    untuned = [label for label in classifier.labels if not tuned.support[label]]
+    classifier.pipe.use_tuned_thresholds(tuned, keep=untuned)
     thresholds = dict(classifier.pipe.thresholds)
     after = compute_report(classifier.labels, gold, scores, exclusive=False, mask=mask, thresholds=thresholds)
-
-    def source(label: str) -> str:
-        return "prevalence" if label in tuned.by_prevalence else "global" if label in tuned.fallback else "own"
-
     spacy_scores = classifier.pipe.score([Example(pred, gold_doc) for pred, gold_doc in zip(predicted, docs)])
     return {
         "spacy_scores": spacy_scores,
@@ -134,7 +126,7 @@ def find_thresholds(
             label: {
                 "before": classifier.thresholds[label],
                 "tuned": None if label in untuned else {
-                    "threshold": thresholds[label], "f": after["per_label"][label]["f"], "source": source(label),
+                    "threshold": thresholds[label], "f": after["per_label"][label]["f"], "source": tuned.source(label),
                 },
                 "f_before": before["per_label"][label]["f"],
                 "support": before["per_label"][label]["support"],
