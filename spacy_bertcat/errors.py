@@ -87,6 +87,24 @@ class Warnings(metaclass=ErrorsWithCodes):
         "this data but are predicted for no document (gold positives in "
         "brackets): {labels}."
     )
+    BCW012 = (
+        "Component '{name}': calibrated on {n} held-out documents, so the "
+        "accuracy within a bin of scores is known only to about +/-{spread:.0f} "
+        "points (one standard error at 50%), and the fitted calibration is as "
+        "rough. Calibrate on 200 or more documents for an estimate you can rely "
+        "on."
+    )
+    BCW013 = (
+        "Component '{name}': the held-out data has no document of the class(es) "
+        "{labels}. The temperature is fitted on the others; the prediction sets' "
+        "coverage is not checked for these classes."
+    )
+    BCW014 = (
+        "Component '{name}': training updates the model, so its calibration "
+        "(fitted for the weights before) is removed, and per-label thresholds "
+        "return to the uncalibrated scores. Run `spacy-bertcat calibrate` again "
+        "after training."
+    )
     BCW005 = (
         "Component '{name}': {n_truncated} of {n_docs} training documents "
         "({share:.1%}) are longer than what the chunking strategy '{strategy}' "
@@ -328,4 +346,37 @@ class Errors(metaclass=ErrorsWithCodes):
     BC046 = (
         "The baseline {path} cannot be shown beside this report: {detail}. Give "
         "the report of a model evaluated on the same data with the same labels."
+    )
+    BC056 = (
+        "Cannot calibrate component '{name}': the held-out data has {n} usable "
+        "documents (with a gold label and text), and calibration needs at least "
+        "{min}. Calibrate on the dev split or a held-out part of the training "
+        "data (not the training data itself); 200 or more give a reliable fit."
+    )
+    BC057 = (
+        "Cannot compute the prediction sets: {detail}. Use more held-out "
+        "documents or a larger --alpha."
+    )
+    BC058 = "No {what} for this component: {detail}. Run `spacy-bertcat calibrate` (see --alpha)."
+    BC059 = (
+        "Component '{name}' ({factory}) cannot be calibrated: calibration is "
+        "stored in bertcat and bertcat_multilabel components. Choose one with -C."
+    )
+    BC060 = (
+        "Invalid LoRA target_modules: {detail}. Name some of them (a module "
+        "matches if its path ends with the name), or set target_modules = null "
+        "for all."
+    )
+    BC061 = (
+        "LoRA adapters need the peft library, which is not installed. Run `pip "
+        "install \"spacy-bertcat[lora]\"` (or `pip install peft`), or remove the "
+        "[components.NAME.model.adapter] block. A pipeline saved with save = "
+        "\"merged\" loads without peft."
+    )
+    BC062 = (
+        "Cannot load the LoRA adapter of this pipeline: {detail}. An adapter saved "
+        "with save = \"adapter\" loads its base encoder from the model's name; "
+        "point it at the base it was trained on with spacy.load(path, "
+        "config={{\"components.COMPONENT.model.name\": \"/path/to/base\"}}), or save "
+        "the pipeline with save = \"merged\" to make it self-contained."
     )

@@ -14,10 +14,16 @@ spaCy's text classifiers all write ``doc.cats``. bertcat keeps that contract and
   labels) are ignored, as spaCy's textcat ignores them; a label nobody predicts is
   still an error;
 - a warning at initialize when two components of a pipeline share labels.
+
+A calibrated component (see calibration.py) also writes
+``doc._.bertcat_uncalibrated_cats`` (its scores before calibration) and, for
+exclusive classes calibrated with conformal alphas, ``doc._.bertcat_sets`` (its
+prediction set: the labels that contain the true one with the guaranteed
+probability), each ``{component name: ...}``.
 """
 import warnings
 import weakref
-from typing import TYPE_CHECKING, Dict, List, Optional, Set
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set
 
 from spacy.language import Language
 from spacy.tokens import Doc
@@ -29,7 +35,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 EXTENSION = "bertcat_cats"
 DECISIONS = "bertcat_labels"
-for _name in (EXTENSION, DECISIONS):
+UNCALIBRATED = "bertcat_uncalibrated_cats"
+SETS = "bertcat_sets"
+for _name in (EXTENSION, DECISIONS, UNCALIBRATED, SETS):
     if not Doc.has_extension(_name):
         Doc.set_extension(_name, default=None)
 
@@ -51,12 +59,17 @@ def pipeline_of(pipe: "BertCat") -> Optional[Language]:
 def set_component_cats(doc: Doc, component: str, cats: Dict[str, float], decided: List[str]) -> None:
     """Record a component's scores in doc._.bertcat_cats and its decision in
     doc._.bertcat_labels."""
-    for name, value in ((EXTENSION, cats), (DECISIONS, decided)):
-        by_component = doc._.get(name)
-        if by_component is None:
-            by_component = {}
-            doc._.set(name, by_component)
-        by_component[component] = value
+    set_component_value(doc, EXTENSION, component, cats)
+    set_component_value(doc, DECISIONS, component, decided)
+
+
+def set_component_value(doc: Doc, extension: str, component: str, value: Any) -> None:
+    """Set doc._.<extension>[component] = value."""
+    by_component = doc._.get(extension)
+    if by_component is None:
+        by_component = {}
+        doc._.set(extension, by_component)
+    by_component[component] = value
 
 
 def component_cats(doc: Doc, component: str) -> Dict[str, float]:
@@ -64,6 +77,13 @@ def component_cats(doc: Doc, component: str) -> Dict[str, float]:
     in doc._.bertcat_cats), or doc.cats where it has none."""
     own = (doc._.get(EXTENSION) or {}).get(component)
     return own if own is not None else doc.cats
+
+
+def uncalibrated_cats(doc: Doc, component: str) -> Dict[str, float]:
+    """RETURNS (Dict[str, float]): The component's scores of the doc before
+    calibration (its own scores where it is not calibrated)."""
+    own = (doc._.get(UNCALIBRATED) or {}).get(component)
+    return own if own is not None else component_cats(doc, component)
 
 
 def cats_components(nlp: Language) -> Dict[str, object]:

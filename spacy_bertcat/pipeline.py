@@ -22,9 +22,19 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer
 from thinc.types import Floats2d
 
+from .calibration import Calibration
 from .component_io import read_component, write_component
 from .errors import Errors, SettingError, Warnings, config_error
-from .labels import other_classifier_labels, remember_pipeline, set_component_cats, warn_shared_labels
+from .labels import (
+    SETS,
+    UNCALIBRATED,
+    other_classifier_labels,
+    remember_pipeline,
+    set_component_cats,
+    set_component_value,
+    uncalibrated_cats,
+    warn_shared_labels,
+)
 from .layers.classifier import get_shim
 from .scorers import active_thresholds
 from .training.config_checks import check_schedule_length, uses_gradual_unfreezing
@@ -132,7 +142,9 @@ class BertCat(TrainablePipe):
             "thresholds": None,  # per-label thresholds (multi-label), see find-thresholds
             "thresholds_tuned_at": None,  # the global threshold they were tuned under
             "other_labels": [],  # gold labels of the training data that other components predict
+            "calibration": None,  # a fitted calibration (calibration.py), see spacy-bertcat calibrate
         }
+        self._calibration: Optional[Tuple[Dict, Calibration]] = None  # cfg["calibration"], parsed
         self._class_weights = class_weights  # the setting; resolved per label at initialize
         self._warned_truncation = False
         self._updated_since_scoring = False  # trained since the last evaluation (not saved)
@@ -189,6 +201,7 @@ class BertCat(TrainablePipe):
             check_schedule_length(nlp.config)
         if not 0.0 <= self.cfg["threshold"] <= 1.0:
             raise SettingError(Errors.BC026.format(value=self.cfg["threshold"], name=self.name), "threshold")
+        self.cfg["calibration"] = None  # new weights: a calibration would be for other ones
         examples = list(get_examples())
         found = {label for eg in examples for label in eg.reference.cats}
         if labels is None:
@@ -233,17 +246,36 @@ class BertCat(TrainablePipe):
         multi-label component: each label's prevalence)."""
 
     def predict(self, docs: Iterable[Doc]) -> Floats2d:
-        """Scores per doc and label. Empty and whitespace-only docs get a defined
-        result without a model call: uniform scores (bertcat), zeros (multilabel)."""
+        """Scores per doc and label, calibrated where the component has a
+        calibration. Empty and whitespace-only docs get a defined result without a
+        model call: uniform scores (bertcat), zeros (multilabel)."""
         docs = list(docs)
         n_labels = len(self.labels)
         scores = numpy.full((len(docs), n_labels), self._empty_score(n_labels), dtype="f")
         rows = [i for i, doc in enumerate(docs) if has_content(doc)]
         if rows:
             logits = self.model.predict([docs[i] for i in rows])
+            calibration = self.calibration
+            if calibration is not None:
+                logits = calibration.apply(self.model.ops.xp, logits)
             scores[rows] = self.model.ops.to_numpy(self._activation(logits))
             self._warn_truncation(len(rows))
         return self.model.ops.asarray2f(scores)
+
+    def logits(self, docs: Iterable[Doc], batch_size: int = 64) -> Tuple[numpy.ndarray, numpy.ndarray]:
+        """The model's uncalibrated logits (what calibration is fitted on).
+
+        RETURNS (Tuple[numpy.ndarray, numpy.ndarray]): (docs, labels) logits, 0 for
+            docs without text, which the model does not read; and which docs have text.
+        """
+        docs = list(docs)
+        content = numpy.asarray([has_content(doc) for doc in docs], dtype=bool)
+        out = numpy.zeros((len(docs), len(self.labels)), dtype="f")
+        rows = numpy.flatnonzero(content)
+        for start in range(0, len(rows), batch_size):
+            batch = rows[start : start + batch_size]
+            out[batch] = self.model.ops.to_numpy(self.model.predict([docs[i] for i in batch]))
+        return out, content
 
     def set_annotations(self, docs: Iterable[Doc], scores: Floats2d) -> None:
         """Write the scores to doc.cats and doc._.bertcat_cats[component name]
@@ -252,10 +284,19 @@ class BertCat(TrainablePipe):
         doc._.bertcat_labels[component name]: the labels the component assigns."""
         scores = self.model.ops.to_numpy(scores)
         thresholds = self.thresholds
-        for doc, row in zip(docs, scores):
+        calibration = self.calibration
+        raw = calibration.uncalibrate(scores) if calibration is not None else None
+        sets = calibration.prediction_sets(raw) if calibration is not None and calibration.alphas else None
+        for i, (doc, row) in enumerate(zip(docs, scores)):
             cats = {label: float(score) for label, score in zip(self.labels, row)}
             doc.cats.update(cats)
-            set_component_cats(doc, self.name, cats, self._decide(cats, thresholds, has_content(doc)))
+            content = has_content(doc)
+            set_component_cats(doc, self.name, cats, self._decide(cats, thresholds, content))
+            if raw is not None:
+                set_component_value(doc, UNCALIBRATED, self.name, {label: float(v) for label, v in zip(self.labels, raw[i])})
+            if sets is not None:
+                in_set = [label for label, keep in zip(self.labels, sets[i]) if keep] if content else []
+                set_component_value(doc, SETS, self.name, sorted(in_set, key=cats.get, reverse=True))
 
     def _decide(self, cats: Dict[str, float], thresholds: Dict[str, float], content: bool) -> List[str]:
         """RETURNS (List[str]): The class with the highest score (none for a doc
@@ -280,6 +321,9 @@ class BertCat(TrainablePipe):
         truth, mask = self._truth(examples)
         keep = [i for i, row in enumerate(mask) if row.any() and has_content(examples[i].predicted)]
         if keep:
+            if self.cfg.get("calibration") is not None:
+                warnings.warn(Warnings.BCW014.format(name=self.name))
+                self.set_calibration(None)
             self._updated_since_scoring = True
             logits, backprop = self.model.begin_update([examples[i].predicted for i in keep])
             loss, d_logits = self._loss(logits, truth[keep], mask[keep])
@@ -346,6 +390,58 @@ class BertCat(TrainablePipe):
             raise ValueError(Errors.BC018.format(name=self.name, detail=f"invalid entries {bad} for labels {list(self.labels)}"))
         self.cfg["thresholds"] = {k: float(v) for k, v in thresholds.items()}
         self.cfg["thresholds_tuned_at"] = self.cfg["threshold"]
+
+    @property
+    def calibration(self) -> Optional[Calibration]:
+        """RETURNS (Optional[Calibration]): The fitted calibration that doc.cats
+        goes through, or None (see calibration.py and `spacy-bertcat calibrate`)."""
+        data = self.cfg.get("calibration")
+        if data is None:
+            return None
+        if self._calibration is None or self._calibration[0] is not data:
+            self._calibration = (data, Calibration.from_dict(data))
+        return self._calibration[1]
+
+    def set_calibration(self, calibration: Optional[Calibration]) -> None:
+        """Store a calibration (None removes it). Per-label thresholds are mapped to
+        the new scores, so every decision stays what it was."""
+        if calibration is not None and list(calibration.labels) != list(self.labels):
+            raise ValueError(Errors.BC018.format(name=self.name, detail=f"a calibration for the labels {calibration.labels}, not {list(self.labels)}"))
+        raw_thresholds = self.uncalibrated_thresholds
+        self.cfg["calibration"] = calibration.to_dict() if calibration is not None else None
+        self._calibration = None
+        if not self.exclusive:
+            mapped = {label: t if calibration is None else calibration.calibrate_threshold(label, t) for label, t in raw_thresholds.items()}
+            if mapped != self.thresholds:
+                self._set_mapped_thresholds(mapped)
+
+    def _set_mapped_thresholds(self, thresholds: Dict[str, float]) -> None:
+        self.set_thresholds({label: min(max(t, 1e-6), 1 - 1e-6) for label, t in thresholds.items()})
+
+    @property
+    def uncalibrated_thresholds(self) -> Dict[str, float]:
+        """RETURNS (Dict[str, float]): The thresholds on the model's uncalibrated
+        scores (`thresholds` where the component is not calibrated)."""
+        calibration = self.calibration
+        if calibration is None:
+            return self.thresholds
+        return {label: calibration.uncalibrate_threshold(label, t) for label, t in self.thresholds.items()}
+
+    def prediction_set(self, doc: Doc, alpha: Optional[float] = None) -> List[str]:
+        """RETURNS (List[str]): The doc's prediction set at `alpha` (one the
+        component was calibrated for; default: the first, as in
+        doc._.bertcat_sets), highest score first. The doc must have been processed
+        by this component."""
+        calibration = self.calibration
+        if calibration is None or not calibration.alphas:
+            raise ValueError(Errors.BC058.format(what="prediction sets", detail="it is not calibrated with conformal alphas"))
+        if not has_content(doc):
+            return []
+        raw = uncalibrated_cats(doc, self.name)
+        row = numpy.asarray([[raw[label] for label in self.labels]], dtype="f8")
+        keep = calibration.prediction_sets(row, alpha)[0]
+        cats = dict(zip(self.labels, row[0]))
+        return sorted([label for label, k in zip(self.labels, keep) if k], key=cats.get, reverse=True)
 
     @property
     def truncation_stats(self) -> Dict[str, int]:

@@ -1,4 +1,5 @@
-"""The report's pictures: a confusion matrix and per-label precision-recall curves.
+"""The report's pictures: a confusion matrix, per-label precision-recall curves and a
+reliability diagram.
 
 matplotlib is optional (`pip install "spacy-bertcat[report]"`) and imported only
 here, when a picture is drawn. Figures are rendered with the Agg canvas directly, so
@@ -24,6 +25,13 @@ def _figure(width: float, height: float) -> Any:
     return figure
 
 
+def _save(figure: Any, path: Union[str, Path]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return path
+
+
 def _frequent_labels(report: Dict[str, Any]) -> List[str]:
     per_label = report["per_label"]
     return sorted(per_label, key=lambda label: -per_label[label]["support"])[:MAX_PANELS]
@@ -37,14 +45,9 @@ def plot_confusion(report: Dict[str, Any], path: Union[str, Path]) -> Path:
     matrix (gold no/yes against predicted no/yes) per label.
     RETURNS (Path): The path written.
     """
-    path = Path(path)
     if report["exclusive"]:
-        figure = _exclusive_confusion(report["confusion"])
-    else:
-        figure = _multilabel_confusion(report["confusion"], _frequent_labels(report))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
-    return path
+        return _save(_exclusive_confusion(report["confusion"]), path)
+    return _save(_multilabel_confusion(report["confusion"], _frequent_labels(report)), path)
 
 
 def _exclusive_confusion(confusion: Dict[str, Any]) -> Any:
@@ -113,11 +116,7 @@ def plot_pr_curves(report: Dict[str, Any], path: Union[str, Path]) -> Path:
 
     RETURNS (Path): The path written.
     """
-    path = Path(path)
-    figure = pr_figure(report)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
-    return path
+    return _save(pr_figure(report), path)
 
 
 def pr_figure(report: Dict[str, Any]) -> Any:
@@ -152,3 +151,59 @@ def pr_figure(report: Dict[str, Any]) -> Any:
     if handles:
         figure.legend(list(handles.values()), list(handles), loc="outside upper center", ncols=3, fontsize=9, frameon=False)
     return figure
+
+
+def plot_reliability(report: Dict[str, Any], path: Union[str, Path]) -> Path:
+    """Draw a reliability diagram: in equal-width bins of confidence, how often the
+    model is right (exclusive classes: the top class; multi-label: the share of
+    positives among scores in the bin) against the mean confidence, with the
+    diagonal of perfect calibration; under it, how many predictions fall in each
+    bin. A calibrated pipeline shows its scores and the uncalibrated ones.
+
+    RETURNS (Path): The path written.
+    """
+    return _save(reliability_figure(report), path)
+
+
+def reliability_figure(report: Dict[str, Any]) -> Any:
+    """RETURNS (matplotlib.figure.Figure): The reliability diagram (see
+    plot_reliability)."""
+    import numpy
+
+    calibration = report["calibration"]
+    series = [("uncalibrated", calibration["uncalibrated"], "C1"), ("calibrated", calibration["scores"], "C0")]
+    if calibration["uncalibrated"] is None:
+        series = [("this model", calibration["scores"], "C0")]
+    figure = _figure(5.5, 6.2)
+    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top.plot([0, 1], [0, 1], linestyle="--", color="0.5", linewidth=1, label="perfect calibration")
+    width = None
+    for k, (name, metrics, color) in enumerate(series):
+        bins = metrics["bins"]
+        lower, upper = numpy.asarray(bins["lower"]), numpy.asarray(bins["upper"])
+        width = (upper - lower) / len(series)
+        left = lower + k * width
+        accuracy = numpy.asarray([numpy.nan if a is None else a for a in bins["accuracy"]])
+        confidence = numpy.asarray([numpy.nan if c is None else c for c in bins["confidence"]])
+        ece = metrics["ece"]
+        label = f"{name} (ECE {100 * ece:.2f})" if ece is not None else name
+        top.bar(left, numpy.nan_to_num(accuracy), width=width, align="edge", color=color, alpha=0.75,
+                edgecolor="white", label=label)
+        top.plot(confidence, accuracy, "o", color=color, markersize=3, markeredgecolor="black", markeredgewidth=0.4)
+        bottom.bar(left, bins["count"], width=width, align="edge", color=color, alpha=0.75, edgecolor="white")
+    exclusive = report["exclusive"]
+    top.set_ylabel("accuracy in the bin" if exclusive else "share of positives in the bin")
+    top.set_xlim(0.0, 1.0)
+    top.set_ylim(0.0, 1.0)
+    top.grid(alpha=0.3)
+    top.legend(loc="upper left", fontsize=9)
+    n = calibration["scores"]["n"]
+    what = "top-class confidence" if exclusive else "label scores"
+    top.set_title(f"Reliability ({what}, {n} predictions)\nbars: accuracy per bin, dots at the bin's mean confidence",
+                  fontsize=10)
+    bottom.set_yscale("symlog", linthresh=10)
+    bottom.set_ylabel("predictions")
+    bottom.set_xlabel("confidence (score of the top class)" if exclusive else "score")
+    bottom.grid(alpha=0.3)
+    return figure
+

@@ -16,6 +16,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy
 from spacy.tokens import Doc
 
+from .calibration import calibration_metrics
+
 ERROR_TEXT_CHARS = 300
 MAX_CURVE_POINTS = 200
 
@@ -154,6 +156,7 @@ def compute_report(
     texts: Optional[Sequence[str]] = None,
     ids: Optional[Sequence[Any]] = None,
     n_errors: int = 20,
+    uncalibrated_scores: Optional[numpy.ndarray] = None,
 ) -> Dict[str, Any]:
     """Score predictions against gold labels.
 
@@ -167,14 +170,23 @@ def compute_report(
     texts (Optional[Sequence[str]]): The texts, for the error list.
     ids (Optional[Sequence[Any]]): Document ids for the error list (default: index).
     n_errors (int): How many of the most confident errors to list.
-    RETURNS (Dict[str, Any]): "summary" (accuracy, micro/macro P/R/F, macro AUC),
-        "per_label", "confusion", "pr_curves", "errors" and the settings used;
-        JSON-serializable.
+    uncalibrated_scores (Optional[numpy.ndarray]): The scores before calibration,
+        where `scores` are calibrated ones: their calibration is reported too.
+    RETURNS (Dict[str, Any]): "summary" (accuracy, micro/macro P/R/F, macro AUC,
+        ECE, Brier score, log loss), "per_label", "confusion", "pr_curves",
+        "errors", "calibration" ("scores": the metrics and reliability bins of the
+        scores, "uncalibrated": of the uncalibrated ones or None; see
+        calibration.calibration_metrics) and the settings used; JSON-serializable.
     """
     labels = list(labels)
     gold = numpy.asarray(gold, dtype="f")
     scores = numpy.asarray(scores, dtype="f")
     mask = numpy.ones_like(gold) if mask is None else numpy.asarray(mask, dtype="f")
+    calibration = {
+        "scores": calibration_metrics(gold, scores, exclusive=exclusive, mask=mask),
+        "uncalibrated": None if uncalibrated_scores is None else calibration_metrics(
+            gold, numpy.asarray(uncalibrated_scores, dtype="f"), exclusive=exclusive, mask=mask),
+    }
     thresholds = {label: (thresholds or {}).get(label, 0.5) for label in labels} if not exclusive else None
     if exclusive:
         # A doc counts if it has exactly one positive gold label.
@@ -222,6 +234,7 @@ def compute_report(
         "macro_r": sum(v["r"] for v in per_label.values()) / n_labels,
         "macro_f": sum(v["f"] for v in per_label.values()) / n_labels,
         "macro_auc": sum(aucs) / len(aucs) if aucs else None,
+        **{key: calibration["scores"][key] for key in ("ece", "ece_adaptive", "brier", "log_loss")},
     }
     return {
         "labels": labels,
@@ -231,6 +244,7 @@ def compute_report(
         "per_label": per_label,
         "confusion": _confusion(labels, gold, predicted, mask, exclusive),
         "pr_curves": curves,
+        "calibration": calibration,
         "errors": _confident_errors(
             labels, gold, scores, predicted, mask, doc_index, exclusive, thresholds, texts, ids, n_errors
         ),

@@ -4,9 +4,10 @@
 Commands: ``convert`` (JSONL/CSV into .spacy, with a seeded stratified split),
 ``evaluate`` (a report: metrics, confusion matrix, precision-recall curves, the most
 confident errors), ``predict`` (JSONL with doc.cats) and ``find-thresholds``
-(per-label thresholds for multi-label pipelines).
+(per-label thresholds for multi-label pipelines) and ``calibrate`` (calibrated
+scores and conformal prediction sets, fitted on held-out data).
 """
-from . import convert, evaluate, find_thresholds, predict  # noqa: F401  (registers the commands)
+from . import calibrate, convert, evaluate, find_thresholds, predict  # noqa: F401  (registers the commands)
 from ._util import app
 
 

@@ -26,7 +26,7 @@ def to_markdown(report: Dict[str, Any], *, title: str, images: Optional[Dict[str
               f"- **mode**: {mode}", "", "## Summary", ""]
     rows = [("accuracy" if report["exclusive"] else "exact match", "accuracy"), ("micro F1", "micro_f"),
             ("macro precision", "macro_p"), ("macro recall", "macro_r"), ("macro F1", "macro_f"),
-            ("macro ROC AUC (x 100)", "macro_auc")]
+            ("macro ROC AUC (x 100)", "macro_auc"), ("ECE (points, lower is better)", "ece")]
     if baseline:
         base = baseline.get("summary", baseline)
         lines += [f"| metric | this model | {baseline.get('name', 'baseline')} |", "|---|---:|---:|"]
@@ -60,9 +60,58 @@ def to_markdown(report: Dict[str, Any], *, title: str, images: Optional[Dict[str
         lines += [f"![precision-recall curves]({images['pr_curves']})", ""]
     lines += ["One curve per label (one label against the rest), with the model's operating point "
               "marked, the chance level (the label's prevalence) dashed and the average precision in "
-              "each title.", "", "## Most confident errors", ""]
+              "each title."]
+    lines += _calibration_markdown(report, images.get("reliability"))
+    lines += ["", "## Most confident errors", ""]
     lines += _errors_markdown(report["errors"], report["exclusive"])
     return "\n".join(lines) + "\n"
+
+
+def _calibration_markdown(report: Dict[str, Any], image: Optional[str]) -> List[str]:
+    calibration = report.get("calibration")
+    if not calibration:
+        return []
+    lines = ["", "## Calibration", ""]
+    rows = [("ECE, 15 equal-width bins (points)", "ece", 100), ("ECE, 15 equal-mass bins (points)", "ece_adaptive", 100),
+            ("ECE that perfectly calibrated scores would show here (noise floor)", "ece_floor", 100),
+            ("Brier score", "brier", 1), ("log loss", "log_loss", 1)]
+    before = calibration.get("uncalibrated")
+    if before:
+        lines += [f"Calibrated with {calibration.get('description', 'a fitted calibration')}.", "",
+                  "| metric | uncalibrated | calibrated (doc.cats) |", "|---|---:|---:|"]
+        lines += [f"| {name} | {_val(before[key], scale)} | {_val(calibration['scores'][key], scale)} |"
+                  for name, key, scale in rows]
+    else:
+        lines += ["| metric | value |", "|---|---:|"]
+        lines += [f"| {name} | {_val(calibration['scores'][key], scale)} |" for name, key, scale in rows]
+    what = ("the top class's score against whether it is right" if report["exclusive"]
+            else "every (document, label) score against its gold value")
+    lines += ["", f"Expected calibration error: the mean gap between confidence and accuracy over bins of "
+              f"{what}, weighted by the bin's size (0 = scores are probabilities). Lower is better. On finite data "
+              f"even perfectly calibrated scores show some ECE: the noise floor is its expected value for these "
+              f"confidences and this many predictions, so an ECE near it is as good as the data can show."]
+    if not before:
+        lines += ["The pipeline is not calibrated: `spacy-bertcat calibrate MODEL DEV_DATA` fits a calibration on "
+                  "held-out data."]
+    if image:
+        lines += ["", f"![reliability diagram]({image})"]
+    conformal = report.get("conformal")
+    if conformal:
+        lines += ["", "### Prediction sets", "", "| alpha | guaranteed coverage | coverage here | mean set size | "
+                  "docs by set size (0, 1, 2, ...) |", "|---:|---:|---:|---:|---|"]
+        for info in conformal.values():
+            lines.append(f"| {info['alpha']:g} | >= {_val(info['target'], 100)} | {_val(info['coverage'], 100)} | "
+                         f"{info['mean_size']:.2f} | {', '.join(str(n) for n in info['sizes'])} |")
+        lines += ["", "Split-conformal sets (doc._.bertcat_sets): the labels that contain the true one with "
+                  "probability at least 1 - alpha, if these documents are like the held-out ones it was calibrated on. "
+                  "An empty set: no label is likely enough at this alpha (a document to route to a person)."]
+    return lines
+
+
+def _val(value: Optional[float], scale: float) -> str:
+    if value is None:
+        return "-"
+    return f"{scale * value:.2f}" if scale == 100 else f"{value:.4f}"
 
 
 def _confusion_markdown(confusion: Dict[str, Any], exclusive: bool) -> List[str]:

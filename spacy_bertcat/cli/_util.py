@@ -157,3 +157,24 @@ def predict_docs(nlp: Language, texts: List[str], batch_size: Optional[int], des
     with only_component(nlp, component):
         docs = nlp.pipe(texts, batch_size=batch_size or nlp.batch_size)
         return list(progress(docs, total=len(texts), desc=desc))
+
+
+def save_pipeline(nlp: Language, target: Path) -> None:
+    """Save a pipeline so that `target` is never half written: into a new folder
+    beside it, which then takes its place (an existing pipeline there is replaced
+    only once the new one is complete)."""
+    import secrets
+    import shutil
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+    old = target.parent / f".{target.name}.{secrets.token_hex(4)}.old"
+    try:
+        nlp.to_disk(tmp)
+        if target.exists():
+            target.rename(old)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)

@@ -2,12 +2,15 @@
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+import numpy
 import srsly
 from spacy.language import Language
 from spacy.training import Example
 from wasabi import msg
 
+from ..calibration import conformal_report
 from ..data import META_KEY, read_labelled_docs
+from ..labels import uncalibrated_cats
 from ..errors import Errors
 from ..report import compute_report, gold_matrix, score_matrix
 from ._markdown import to_markdown
@@ -34,9 +37,12 @@ def evaluate_cli(
     """
     Evaluate a text classifier and write a report: per-label precision, recall,
     F1 and support, micro and macro scores, ROC AUC, a confusion matrix and
-    per-label precision-recall curves (PNG), and the most confident errors (the
-    texts to read first in an error analysis). Writes report.md, report.json,
-    confusion_matrix.png and pr_curves.png to the output directory. The JSON
+    per-label precision-recall curves (PNG), calibration (expected calibration
+    error, Brier score, log loss, a reliability diagram; before and after for a
+    calibrated pipeline, with the prediction sets' coverage), and the most
+    confident errors (the texts to read first in an error analysis). Writes
+    report.md, report.json, confusion_matrix.png, pr_curves.png and
+    reliability.png to the output directory. The JSON
     also holds the component's own spaCy scores (as `spacy evaluate` reports
     them).
     """
@@ -59,7 +65,10 @@ def evaluate_cli(
     msg.table(
         [(label, f"{100 * s['accuracy']:.2f}"), ("Macro F1", f"{100 * s['macro_f']:.2f}"),
          ("Micro F1", f"{100 * s['micro_f']:.2f}"),
-         ("Macro ROC AUC", "-" if s["macro_auc"] is None else f"{s['macro_auc']:.4f}")]
+         ("Macro ROC AUC", "-" if s["macro_auc"] is None else f"{s['macro_auc']:.4f}"),
+         ("ECE (points)", "-" if s["ece"] is None else f"{100 * s['ece']:.2f}")]
+        + ([("ECE uncalibrated", f"{100 * report['calibration']['uncalibrated']['ece']:.2f}")]
+           if report["calibration"]["uncalibrated"] else [])
         + ([(f"{label} ({base.get('name', 'baseline')})", f"{100 * base['summary'].get('accuracy', 0.0):.2f}")] if base else [])
     )
     msg.table(
@@ -67,6 +76,9 @@ def evaluate_cli(
          for k, v in report["per_label"].items()],
         header=("", "P", "R", "F", "support", "predicted"), aligns=("l", "r", "r", "r", "r", "r"),
     )
+    for info in (report.get("conformal") or {}).values():
+        msg.info(f"Prediction sets at alpha={info['alpha']:g}: coverage {100 * info['coverage']:.2f}% "
+                 f"(guaranteed >= {100 * info['target']:.0f}%), mean size {info['mean_size']:.2f}")
     never = [k for k, v in report["per_label"].items() if v["support"] and not v["n_predicted"]]
     if never:
         msg.warn(f"{len(never)} label(s) with gold positives are predicted for no document: {', '.join(never)}")
@@ -104,11 +116,21 @@ def evaluate(
     texts = [doc.text for doc in gold_docs]
     pred_docs = predict_docs(nlp, texts, batch_size, desc="Evaluating", component=classifier.name)
     scores = score_matrix(pred_docs, classifier.labels)
+    calibration = getattr(classifier.pipe, "calibration", None)
+    raw = None
+    if calibration is not None:
+        raw = numpy.asarray([[uncalibrated_cats(doc, classifier.name)[label] for label in classifier.labels]
+                             for doc in pred_docs], dtype="f").reshape(scores.shape)
     ids = [doc.user_data.get(META_KEY, {}).get("id", i) for i, doc in enumerate(gold_docs)]
     report = compute_report(
         classifier.labels, gold, scores, exclusive=classifier.exclusive, mask=mask,
-        thresholds=classifier.thresholds, texts=texts, ids=ids, n_errors=n_errors,
+        thresholds=classifier.thresholds, texts=texts, ids=ids, n_errors=n_errors, uncalibrated_scores=raw,
     )
+    if calibration is not None:
+        report["calibration"].update(method=calibration.method, description=calibration.describe(),
+                                     fitted=calibration.fitted)
+        if calibration.alphas:
+            report["conformal"] = conformal_report(calibration, gold, raw, mask)
     examples = [Example(pred, ref) for pred, ref in zip(pred_docs, gold_docs)]
     report["spacy_scores"] = classifier.pipe.score(examples)
     report["component"] = classifier.name
@@ -135,11 +157,12 @@ def write_report(
     images: Dict[str, str] = {}
     paths = []
     if plots:
-        from ..plots import plot_confusion, plot_pr_curves
+        from ..plots import plot_confusion, plot_pr_curves, plot_reliability
 
         paths.append(plot_confusion(report, output_dir / "confusion_matrix.png"))
         paths.append(plot_pr_curves(report, output_dir / "pr_curves.png"))
-        images = {"confusion": "confusion_matrix.png", "pr_curves": "pr_curves.png"}
+        paths.append(plot_reliability(report, output_dir / "reliability.png"))
+        images = {"confusion": "confusion_matrix.png", "pr_curves": "pr_curves.png", "reliability": "reliability.png"}
     data = dict(report)
     if baseline is not None:
         data["baseline"] = baseline

@@ -10,7 +10,7 @@ from ..errors import Errors
 from ..data import read_labelled_docs
 from ..report import compute_report, gold_matrix, score_matrix
 from ..thresholds import SOURCE_MARKERS, tune_with_fallback
-from ._util import Arg, Classifier, Opt, app, load_pipeline, predict_docs
+from ._util import Arg, Classifier, Opt, app, load_pipeline, predict_docs, save_pipeline
 
 
 @app.command("find-thresholds")
@@ -65,7 +65,7 @@ def find_thresholds_cli(
     performance = nlp.meta.setdefault("performance", {})
     performance.update({k: v for k, v in result["spacy_scores"].items() if k.startswith("cats_")})
     target = output_dir if output_dir is not None else model
-    nlp.to_disk(target)
+    save_pipeline(nlp, target)
     msg.good(f"Saved the pipeline with tuned thresholds to {target}", f"meta.json's performance: the scores on {data_path}")
 
 

@@ -25,6 +25,7 @@ from wasabi import msg
 
 from ..data import InvalidRow, detect_format, read_rows
 from ..errors import Errors
+from ..labels import SETS
 from ._util import Arg, Classifier, Opt, app, count_lines, load_pipeline, only_component, progress
 
 STDOUT = "-"
@@ -48,7 +49,9 @@ def predict_cli(
     Classify texts with a trained pipeline. Each output line holds the input
     record's line number (`line`), its fields, `cats` (the score of each label)
     and the decision: `predicted_label` (exclusive classes: the highest score) or
-    `predicted_labels` (multi-label: the labels at or above their threshold).
+    `predicted_labels` (multi-label: the labels at or above their threshold);
+    for a pipeline calibrated with prediction sets, `prediction_set` (see
+    `calibrate`).
     Texts are streamed through nlp.pipe, so large files need little memory; the
     output appears under its name only when the run is complete (see --resume).
     """
@@ -173,6 +176,9 @@ def _write_rows(
                     out["predicted_labels"] = [] if empty else [
                         label for label, score in out["cats"].items() if score >= classifier.thresholds[label]
                     ]
+                prediction_set = (doc._.get(SETS) or {}).get(classifier.name)
+                if prediction_set is not None:
+                    out["prediction_set"] = prediction_set
             file_.write(json.dumps(out, ensure_ascii=False) + "\n")
             result.n_rows += 1
 

@@ -1,0 +1,107 @@
+"""`calibrate`: fit a classifier's calibration on held-out data and store it in the
+pipeline (see calibration.py)."""
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from spacy.language import Language
+from wasabi import msg
+
+from ..calibration import calibrate_pipe
+from ..data import read_labelled_docs
+from ..errors import Errors
+from ..report import gold_matrix
+from ._util import Arg, Classifier, Opt, app, load_pipeline, save_pipeline
+
+
+@app.command("calibrate")
+def calibrate_cli(
+    # fmt: off
+    model: Path = Arg(..., help="Path of a trained pipeline with a bertcat or bertcat_multilabel component", exists=True, file_okay=False),
+    data_path: Path = Arg(..., help="Held-out data (the dev split, not the training data): .spacy, or .jsonl/.csv/.tsv with text and labels", exists=True),
+    output_dir: Optional[Path] = Opt(None, "--output", "-o", help="Save the calibrated pipeline here (default: overwrite MODEL in place)", file_okay=False),
+    component: Optional[str] = Opt(None, "--component", "-C", help="The classifier to calibrate (default: the first that sets doc.cats)"),
+    alpha: List[float] = Opt([0.1, 0.05], "--alpha", "-a", help="Error rate of the prediction sets (exclusive classes; repeat for several, the first goes to doc._.bertcat_sets)"),
+    min_support: Optional[int] = Opt(None, "--min-support", help="Positives and negatives a label needs for its own Platt scaling (multi-label; default: the component's threshold_min_support)", min=1),
+    text_field: str = Opt("text", "--text-field", "-t", help="Text field of JSONL/CSV data"),
+    label_field: Optional[str] = Opt(None, "--label-field", "-l", help="Label field of JSONL/CSV data (default: label, labels or cats)"),
+    labels_sep: str = Opt("|", "--labels-sep", help="Separator of several labels in one CSV/TSV value"),
+    gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU ID or -1 for CPU"),
+    # fmt: on
+):
+    """
+    Calibrate a classifier's scores on held-out data, so doc.cats can be read as
+    probabilities: temperature scaling for bertcat (its decisions and accuracy are
+    unchanged), Platt scaling per label for bertcat_multilabel (thresholds are
+    mapped, so its decisions are unchanged). For exclusive classes it also stores
+    split-conformal prediction sets: doc._.bertcat_sets[component] holds labels
+    that contain the true one with probability at least 1 - alpha (empty where
+    no label is likely enough: a document to route to a person). The model's own
+    scores stay in doc._.bertcat_uncalibrated_cats. Prints the calibration error
+    before and after on the data; `evaluate` on test data reports both.
+    """
+    nlp = load_pipeline(str(model), gpu_id)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = calibrate(nlp, data_path, component=component, alphas=alpha, min_support=min_support,
+                               text_field=text_field, label_field=label_field, labels_sep=labels_sep)
+    except ValueError as e:
+        msg.fail(str(e), exits=1)
+    for warning in caught:
+        if "[BCW" in str(warning.message):
+            msg.warn(str(warning.message))
+    calibration = result["calibration"]
+    before, after = calibration.fitted["before"], calibration.fitted["after"]
+    msg.divider(f"Calibration of '{result['component']}': {calibration.describe()}")
+    msg.table(
+        [(name, _fmt(key, before[key]), _fmt(key, after[key]))
+         for name, key in (("ECE (points)", "ece"), ("ECE, equal-mass bins", "ece_adaptive"), ("Brier", "brier"), ("log loss", "log_loss"))],
+        header=("on the held-out data", "before", "after"), aligns=("l", "r", "r"),
+    )
+    for a, q in zip(calibration.alphas, calibration.quantiles):
+        msg.info(f"Prediction sets at alpha={a:g}: a label is in a doc's set if its uncalibrated score is >= {1 - q:.4f}")
+    if calibration.pooled:
+        msg.info(f"{len(calibration.pooled)} label(s) too rare for their own Platt scaling share one: "
+                 + ", ".join(calibration.pooled[:10]) + (" ..." if len(calibration.pooled) > 10 else ""))
+    target = output_dir if output_dir is not None else model
+    save_pipeline(nlp, target)
+    msg.good(f"Saved the calibrated pipeline to {target}")
+
+
+def _fmt(key: str, value: float) -> str:
+    return f"{100 * value:.2f}" if key.startswith("ece") else f"{value:.4f}"
+
+
+def calibrate(
+    nlp: Language,
+    data_path: Path,
+    *,
+    component: Optional[str] = None,
+    alphas: List[float] = (0.1, 0.05),
+    min_support: Optional[int] = None,
+    text_field: str = "text",
+    label_field: Optional[str] = None,
+    labels_sep: str = "|",
+) -> Dict[str, Any]:
+    """Fit and store a component's calibration (not saved; see calibrate_pipe).
+
+    RETURNS (Dict[str, Any]): "component", "calibration" (Calibration) and
+        "thresholds_before".
+    """
+    classifier = Classifier(nlp, component)
+    if not hasattr(classifier.pipe, "set_calibration"):
+        raise ValueError(Errors.BC059.format(name=classifier.name, factory=classifier.factory))
+    docs = read_labelled_docs(
+        data_path, nlp, labels=classifier.labels, text_field=text_field, label_field=label_field,
+        labels_sep=labels_sep, exclusive=True if classifier.exclusive else None,
+    )
+    gold, mask = gold_matrix(docs, classifier.labels)
+    if not mask.any():
+        raise ValueError(Errors.BC040.format(path=data_path, labels=classifier.labels, task="calibrate"))
+    result = calibrate_pipe(classifier.pipe, docs, gold, mask, alphas=list(alphas), min_support=min_support)
+    nlp.meta.setdefault("bertcat_calibration", {})[classifier.name] = {
+        "method": result.calibration.method, "data": str(data_path), "n_docs": result.calibration.n_docs,
+        "fitted": result.calibration.fitted,
+    }
+    return {"component": classifier.name, "calibration": result.calibration, "thresholds_before": result.thresholds_before}
