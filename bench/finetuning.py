@@ -1,16 +1,20 @@
 """Fine-tuning controls on small data: full fine-tuning, frozen bottom half, gradual
-unfreezing and layer-wise learning-rate decay, over several seeds.
+unfreezing, layer-wise learning-rate decay and LoRA adapters, over several seeds.
 
-Each setting trains MiniLM with `spacy train` on n examples (same samples and seeds
-for every strategy, three epochs' worth of steps), then scores the test sample.
-Reports the mean and spread (standard deviation) of accuracy and macro-F1 over the
-seeds, and the time per step.
+Each setting trains MiniLM with `spacy train` (in its own process, for its peak
+memory) on n examples (same samples and seeds for every strategy), then scores the
+test sample. Reports the mean and spread (standard deviation) of accuracy and
+macro-F1 over the seeds, the time per step, trainable parameters, peak memory of the
+training process and the size on disk of the saved component.
 
     python bench/finetuning.py --dataset ag_news --sizes 500,2000 --seeds 0,1,2
+    python bench/finetuning.py --strategies full,layerwise_decay,lora_r8,lora_r16 --name finetuning_lora
 """
 import argparse
 import json
+import os
 import shlex
+import subprocess
 import statistics
 import sys
 import tempfile
@@ -24,7 +28,15 @@ from common import (  # noqa: E402
 CONFIG = Path(__file__).parent.parent / "configs" / "bertcat.cfg"
 
 
-def strategies(steps: int):
+def lora(r: int, lr: float):
+    """LoRA on every projection of the encoder layers (alpha = 2r), the head at the
+    same rate; saved as the adapter alone (its size on disk is the number reported)."""
+    return {"components.bertcat.model.adapter": {"@misc": "spacy-bertcat.lora.v1", "r": r, "alpha": 2.0 * r,
+                                                 "dropout": 0.1, "target_modules": None, "save": "adapter"},
+            "training.optimizer.learn_rate.initial_rate": lr}
+
+
+def strategies(steps: int, lora_lr: float):
     third = steps // 3  # the unfreezing schedule is laid out over thirds of the budget
     return {
         "full": {},
@@ -36,7 +48,44 @@ def strategies(steps: int):
                                                           "layers_per_stage": 2, "components": None}},
         "layerwise_decay": {"components.bertcat.model.layer_lr_decay": 0.8,
                             "components.bertcat.model.head_lr_scale": 5.0},
+        "lora_r8": lora(8, lora_lr),
+        "lora_r16": lora(16, lora_lr),
     }
+
+
+TRAIN = """
+import json, resource, sys
+from pathlib import Path
+from spacy.cli.train import train
+train(Path(sys.argv[1]), Path(sys.argv[2]), overrides=json.loads(sys.argv[3]))
+print("PEAK_RSS_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def train_in_process(output: Path, overrides) -> float:
+    """Run `spacy train` in a new process. RETURNS (float): its peak RSS in MB."""
+    out = subprocess.run([sys.executable, "-c", TRAIN, str(CONFIG), str(output), json.dumps(overrides)],
+                         capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-3000:])
+    return float(out.stdout.strip().split("PEAK_RSS_MB")[-1])
+
+
+def trainable_parameters(overrides, labels) -> int:
+    """Parameters the optimizer updates, counted on an initialized pipeline."""
+    from spacy.util import load_config, load_model_from_config
+    from spacy.training import Example
+
+    config = load_config(CONFIG, overrides={k: v for k, v in overrides.items() if not k.startswith(("paths.", "training."))})
+    nlp = load_model_from_config(config, auto_fill=True)
+    nlp.initialize(lambda: [Example.from_dict(nlp.make_doc("a b"), {"cats": {k: float(k == label) for k in labels}})
+                            for label in labels])
+    model = nlp.get_pipe("bertcat").model.shims[0].model
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def component_size_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
 
 
 def main():
@@ -53,15 +102,18 @@ def main():
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--lora-lr", type=float, default=1e-3)
+    parser.add_argument("--strategies", default="full,frozen_bottom_half,gradual_unfreezing,layerwise_decay,lora_r8,lora_r16")
+    parser.add_argument("--name", default=None)
     args = parser.parse_args()
     args.model = args.model or minilm_path()
     command = "python bench/finetuning.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     import spacy
-    from spacy.cli.train import train as spacy_train
 
     folder = args.data_dir / args.dataset
     test = read_jsonl(folder / "test.jsonl", limit=args.test, seed=0)
     rows = []
+    n_trainable = {}
     for size in [int(s) for s in args.sizes.split(",")]:
         steps = args.steps or args.epochs * size // args.batch_size
         results = {}
@@ -73,7 +125,9 @@ def main():
                 tmp = Path(tmp)
                 paths = {"paths.train": to_docbin(train, labels, tmp / "train.spacy"),
                          "paths.dev": to_docbin(dev, labels, tmp / "dev.spacy")}
-                for name, settings in strategies(steps).items():
+                chosen = strategies(steps, args.lora_lr)
+                for name in args.strategies.split(","):
+                    settings = chosen[name]
                     overrides = {
                         **paths, **settings,
                         "components.bertcat.model.name": args.model,
@@ -87,16 +141,21 @@ def main():
                         "training.logger.progress_bar": None,
                     }
                     with timer() as train_time:
-                        spacy_train(CONFIG, tmp / name, overrides=overrides)
+                        peak = train_in_process(tmp / name, overrides)
                     nlp = spacy.load(tmp / name / "model-last")
                     predicted = [max(d.cats, key=d.cats.get) for d in nlp.pipe([t for t, _ in test], batch_size=64)]
                     scores = accuracy_macro_f1([g[0] for _, g in test], predicted, labels)
                     scores["s_per_step"] = train_time["seconds"] / steps
+                    scores["peak_rss_mb"] = peak
+                    scores["disk_mb"] = component_size_mb(tmp / name / "model-last" / "bertcat")
+                    if name not in n_trainable:
+                        n_trainable[name] = trainable_parameters(overrides, labels)
                     results.setdefault(name, []).append(scores)
                     print(json.dumps({"size": size, "seed": seed, "strategy": name, **scores}), flush=True)
         for name, runs in results.items():
-            row = {"train_size": size, "strategy": name, "steps": steps, "seeds": len(runs)}
-            for key in ("accuracy", "macro_f1", "s_per_step"):
+            row = {"train_size": size, "strategy": name, "steps": steps, "seeds": len(runs),
+                   "trainable_params": n_trainable[name]}
+            for key in ("accuracy", "macro_f1", "s_per_step", "peak_rss_mb", "disk_mb"):
                 values = [r[key] for r in runs]
                 row[f"{key}_mean"] = statistics.mean(values)
                 row[f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -106,11 +165,16 @@ def main():
              f"{budget}, lr {args.lr} with 10% warmup then linear decay, test sample of "
              f"{len(test)}. frozen_bottom_half: embeddings + layers 0-2 frozen; gradual_unfreezing: head only for "
              "the first sixth of the steps, then 2 more layers every twelfth (head lr x5); layerwise_decay: each layer 0.8 x "
-             "the one above (head lr x5). Mean and sample standard deviation over the seeds (each seed draws its "
-             "own training sample). s_per_step includes spaCy's two small dev evaluations and saving.")
-    write_results(f"finetuning_{args.dataset}", command, rows, [
-        "train_size", "strategy", "steps", "accuracy_mean", "accuracy_sd", "macro_f1_mean", "macro_f1_sd",
-        "s_per_step_mean"], notes)
+             "the one above (head lr x5); lora_rN: LoRA adapters of rank N (alpha 2N, dropout 0.1) on every linear "
+             f"projection of the encoder layers, encoder fixed, head trained, lr {args.lora_lr} for adapters and head. "
+             "Mean and sample standard deviation over the seeds (each seed draws its "
+             "own training sample). s_per_step includes spaCy's two small dev evaluations and saving, "
+             "measured around a `spacy train` subprocess (its start-up, about 5 s, is spread over the steps). "
+             "peak_rss_mb: peak resident memory of that process. disk_mb: the saved component (LoRA: "
+             "save = \"adapter\", the adapter and the head; merged, a LoRA component is the size of the full one).")
+    write_results(args.name or f"finetuning_{args.dataset}", command, rows, [
+        "train_size", "strategy", "steps", "trainable_params", "accuracy_mean", "accuracy_sd", "macro_f1_mean",
+        "macro_f1_sd", "s_per_step_mean", "peak_rss_mb_mean", "disk_mb_mean"], notes)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # All CPU benchmarks, one after the other on an otherwise idle machine (timings).
-# Results: bench/results/*.json and *.md. About 150 minutes on 2 cores.
+# Results: bench/results/*.json and *.md. About 260 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -10,5 +10,8 @@ $PY bench/train_vs_trainer.py --dataset sst2 --train 4800 --test 1821 --steps 30
 $PY bench/predict_vs_pipeline.py --short 512 --long 128
 $PY bench/chunking.py --datasets bbc_news,imdb --max-length 128 --max-windows 2 --steps 60 --train 480 --test 150 --test-long 120
 $PY bench/chunking.py --datasets imdb --strategies head,head_tail,sliding_mean --max-length 256 --max-windows 2 --max-windows-predict 3 --steps 200 --batch-size 8 --train 1600 --test 400 --test-long 300 --name chunking_imdb_256
-$PY bench/finetuning.py --dataset ag_news --sizes 500,2000 --seeds 0,1,2 --steps 64 --test 400 --max-length 64
+$PY bench/finetuning.py --dataset ag_news --sizes 500,2000 --seeds 0,1,2 --steps 64 --test 400 --max-length 64 --strategies full,frozen_bottom_half,gradual_unfreezing,layerwise_decay
+$PY bench/finetuning.py --dataset ag_news --sizes 500,2000 --seeds 0,1,2 --steps 64 --test 400 --max-length 64 --strategies full,gradual_unfreezing,layerwise_decay,lora_r8,lora_r16 --name finetuning_lora
+$PY bench/finetuning.py --dataset ag_news --sizes 2000 --seeds 0,1,2 --steps 256 --test 400 --max-length 64 --strategies layerwise_decay,lora_r16 --name finetuning_lora_256
 $PY bench/multilabel.py --steps 600 --systems shipped_before,default,trainer,svm --name multilabel_reuters
+$PY bench/calibration.py  # trains four models (cached in /tmp/bertcat-calibration), then calibrates and scores them

@@ -1,12 +1,13 @@
 """spacy-bertcat: fine-tune BERT-family sequence classifiers inside spaCy pipelines.
 
 Importing the package registers the factories (``bertcat``, ``bertcat_multilabel``),
-the architecture, the chunking strategies, the scorer, the batcher and the training
+the architecture, the chunking strategies, the LoRA adapter setting, the scorer, the batcher and the training
 callbacks; spaCy also finds them through entry points, so users need not import it.
 """
 from . import architectures, loss, scorers  # noqa: F401  (registrations)
 from .about import __version__
 from .architectures import build_bert_classifier_v1
+from .layers.adapter import configure_lora_v1
 from .layers.chunking import configure_head_tail_v1, configure_head_v1, configure_sliding_window_v1
 from .multilabel import BertCatMultilabel, make_bertcat_multilabel
 from .pipeline import BertCat, make_bertcat
@@ -24,6 +25,7 @@ __all__ = [
     "configure_head_v1",
     "configure_head_tail_v1",
     "configure_sliding_window_v1",
+    "configure_lora_v1",
     "create_gradual_unfreezing_v1",
     "configure_batch_by_length_v1",
     "create_atomic_save_v1",

@@ -7,6 +7,7 @@ from thinc.api import Model
 from thinc.types import Floats2d
 
 from .errors import Errors, config_error
+from .layers.adapter import LoraAdapter
 from .layers.chunking import Chunker
 from .layers.classifier import BertClassifierModel
 
@@ -33,6 +34,7 @@ def build_bert_classifier_v1(
     hidden_dropout: Optional[float] = None,
     attention_dropout: Optional[float] = None,
     classifier_dropout: Optional[float] = None,
+    adapter: Optional[LoraAdapter] = None,
     nO: Optional[int] = None,
 ) -> Model[List[Doc], Floats2d]:
     """A Hugging Face sequence classifier (AutoModelForSequenceClassification) over
@@ -67,6 +69,8 @@ def build_bert_classifier_v1(
         keeps the model's.
     classifier_dropout (Optional[float]): Dropout before the classifier; null keeps
         the model's.
+    adapter (Optional[LoraAdapter]): Train LoRA adapters instead of the encoder
+        (spacy-bertcat.lora.v1, needs peft); null trains the encoder itself.
     nO (Optional[int]): Number of labels, set at initialize.
     """
     def invalid(setting: str, value: Any, detail: str) -> ValueError:
@@ -99,7 +103,9 @@ def build_bert_classifier_v1(
             "attention_dropout": attention_dropout,
             "classifier_dropout": classifier_dropout,
         },
+        adapter=adapter,
         shim_cfg={
+            "name": name,
             "freeze_embeddings": freeze_embeddings,
             "freeze_layers": freeze_layers,
             "head_lr_scale": head_lr_scale,

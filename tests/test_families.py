@@ -385,3 +385,30 @@ def test_readme_matrix_lists_every_tested_family():
     listed = {line.split("`")[1] for line in block.splitlines() if line.startswith("| `")}
     assert listed == set(TESTED_FAMILIES)
     assert "✗" not in block
+
+
+@pytest.mark.parametrize("family", FAMILY_PARAMS)
+def test_family_lora(family, family_dirs, tmp_path):
+    """LoRA's default targets (every linear projection of the encoder layers, from
+    the encoder map) exist in every family; only the adapters and the head train;
+    the merged save predicts what the adapted model predicts, with no adapter."""
+    pytest.importorskip("peft")
+    adapter = {"@misc": "spacy-bertcat.lora.v1", "r": 2, "alpha": 4.0, "dropout": 0.0}
+    nlp, examples, optimizer = make_family_nlp(family, family_dirs(family.model_type), adapter=adapter)
+    shim = nlp.get_pipe("bertcat").model.shims[0]
+    assert shim.adapter_targets
+    layers_with_adapters = {nlp.get_pipe("bertcat").encoder_map.positions()[n][1]
+                            for n in weights(nlp) if ".lora_" in n}
+    assert layers_with_adapters == set(range(shim.encoder_map.n_layers))
+    before = weights(nlp)
+    for _ in range(2):
+        nlp.update(examples, sgd=optimizer)
+    after = weights(nlp)
+    moved = {n for n in before if not torch.equal(before[n], after[n])}
+    assert moved and all(".lora_" in n or kind_name(nlp, n) == "head" for n in moved)
+    assert any(".lora_B" in n for n in moved)
+    expected = [doc.cats for doc in nlp.pipe(TEXTS)]
+    nlp.to_disk(tmp_path / "merged")
+    loaded = spacy.load(tmp_path / "merged")
+    assert not any(".lora_" in n for n in weights(loaded))
+    assert_same_cats([doc.cats for doc in loaded.pipe(TEXTS)], expected)

@@ -13,6 +13,7 @@ from thinc.api import Model, torch2xp, xp2torch
 from thinc.types import Floats2d
 
 from ..errors import Errors, SettingError, Warnings
+from .adapter import LoraAdapter
 from .chunking import Chunker, DocWindows
 from .batching import make_batches
 from .hf_loading import load_pretrained_config, load_pretrained_model, load_tokenizer
@@ -51,6 +52,7 @@ def BertClassifierModel(
     tokenizer_config: Dict[str, Any],
     dropout: Dict[str, Optional[float]],
     shim_cfg: Dict[str, Any],
+    adapter: Optional[LoraAdapter] = None,
     nO: Optional[int] = None,
 ) -> Model[List[Doc], Floats2d]:
     """Build the classifier layer; weights are loaded by `initialize`."""
@@ -58,7 +60,7 @@ def BertClassifierModel(
         "bertcat_classifier",
         forward,
         init=init,
-        shims=[BertCatShim(shim_cfg)],
+        shims=[BertCatShim(shim_cfg, adapter)],
         dims={"nO": nO},
         attrs={
             "name": name,

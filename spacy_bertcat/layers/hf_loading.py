@@ -87,6 +87,18 @@ def model_from_config(config_dict: Dict[str, Any], attn_implementation: Optional
         return with_attention_fallback(build, attn_implementation)
 
 
+def base_model_from_pretrained(name: str, config_dict: Dict[str, Any], attn_implementation: Optional[str]) -> Any:
+    """Load a pretrained encoder by name (local directory or the Hugging Face cache)
+    into a classifier of the stored config (labels, dropout); the head is left
+    random, for the stored one to replace."""
+    from transformers import AutoConfig
+
+    settings = dict(config_dict)
+    settings.pop("_attn_implementation", None)
+    config = AutoConfig.for_model(settings.pop("model_type"), **settings)
+    return load_pretrained_model(name, config, attn_implementation)
+
+
 def with_attention_fallback(build: Callable[[Optional[str]], Any], attn_implementation: Optional[str]) -> Any:
     """Build with the requested attention implementation; if this model type does
     not support it (DeBERTa, MPNet, Funnel have no SDPA), with transformers' default."""

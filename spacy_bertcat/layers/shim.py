@@ -12,6 +12,12 @@ weight. So spaCy's ``accumulate_gradient`` (whose sub-batches can differ in size
 gives exactly the gradient of the whole batch, as one pass would, and the float16
 loss scale multiplies a mean, not a sum over documents.
 
+LoRA adapters (layers/adapter.py): with an adapter setting, the adapter is injected
+when the model is installed for training (at initialize, or at the first update of a
+loaded pipeline whose adapter was merged into its weights), the map is rebuilt, and
+only the adapter and the head train. ``to_bytes`` stores merged weights or the
+adapter alone, as the setting says.
+
 Parameter averaging (thinc's ``use_averages``): the optimizer step keeps an
 exponential moving average of the weights in ``optimizer.averages``, and
 ``use_params`` swaps it in, so spaCy evaluates and saves the averaged weights.
@@ -31,8 +37,9 @@ from ..training.freezing import apply_freezing, check_layer_options
 from ..training.optim import LossScale, OptimizerStep, StepResult, averages_key
 from ..training.param_groups import param_groups
 from .batching import WindowBatch
-from .encoder_map import EncoderMap, build_encoder_map
-from .hf_loading import model_from_config
+from .adapter import LoraAdapter, base_fingerprint, is_adapter_param, is_injected, merged_state
+from .encoder_map import HEAD, EncoderMap, build_encoder_map
+from .hf_loading import base_model_from_pretrained, model_from_config
 from .tokenizer import WordpieceTokenizer
 from .torch_model import WindowClassifier
 
@@ -55,11 +62,12 @@ os.register_at_fork(after_in_child=_one_torch_thread_in_forked_child)
 class BertCatShim(PyTorchShim):
     """Holds the torch model, its tokenizer and its training state.
 
-    cfg (Dict[str, Any]): The model settings (freezing, learning-rate scales, mixed
-        precision, attention implementation) from the architecture's config.
+    cfg (Dict[str, Any]): The model settings (name, freezing, learning-rate scales,
+        mixed precision, attention implementation) from the architecture's config.
+    adapter (Optional[LoraAdapter]): LoRA settings, or None to train the encoder.
     """
 
-    def __init__(self, cfg: Dict[str, Any]) -> None:
+    def __init__(self, cfg: Dict[str, Any], adapter: Optional[LoraAdapter] = None) -> None:
         if cfg["amp_dtype"] not in AMP_DTYPES:
             raise config_error(Errors.BC019.format(value=cfg["amp_dtype"]), ["model", "amp_dtype"])
         super().__init__(None, config=cfg, mixed_precision=False)
@@ -73,6 +81,10 @@ class BertCatShim(PyTorchShim):
         self._step: Optional[OptimizerStep] = None
         self._accumulated = 0.0  # batches' weights since the last step, see backprop
         self._first_docs = 0
+        self.adapter = adapter
+        self.adapter_targets: Optional[List[str]] = None
+        self.adapter_base: Optional[str] = None  # fingerprint of the base the adapter was injected into
+        self._adapter_pending = False  # merged weights loaded: inject at the first update
 
     @property
     def model(self) -> Optional[WindowClassifier]:
@@ -86,11 +98,13 @@ class BertCatShim(PyTorchShim):
     def amp_enabled(self) -> bool:
         return bool(self.cfg["mixed_precision"]) and self.device.type == "cuda"
 
-    def set_model(self, model: WindowClassifier, tokenizer: WordpieceTokenizer) -> None:
+    def set_model(self, model: WindowClassifier, tokenizer: WordpieceTokenizer, inject_adapter: bool = True) -> None:
         """Install a model and tokenizer: move to the device, map the encoder, check
         the per-layer options against it and apply freezing. The model starts in
         eval mode (wrapper and Hugging Face model alike); the first training update
-        switches the whole model to train mode, so dropout is on from step one."""
+        switches the whole model to train mode, so dropout is on from step one.
+        With an adapter setting, the adapter is injected now (`inject_adapter`) or
+        at the first update."""
         self._model = model.to(get_torch_default_device())
         self._model.eval()
         self.tokenizer = tokenizer
@@ -102,12 +116,29 @@ class BertCatShim(PyTorchShim):
         fp16 = self.amp_enabled and self.cfg["amp_dtype"] == "float16"
         self.loss_scale = LossScale(fp16)
         self.encoder_map = build_encoder_map(self._model, self._model.hf_model, tokenizer.probe_id)
+        self._adapter_pending = self.adapter is not None and not is_injected(self._model)
+        if self._adapter_pending and inject_adapter:
+            self.inject_adapter()
         check_layer_options(
             self.encoder_map,
             freeze_layers=self.cfg["freeze_layers"],
             layer_lr_decay=self.cfg["layer_lr_decay"],
             trainable_top=self.trainable_top,
         )
+        self.apply_freezing()
+
+    def inject_adapter(self, targets: Optional[List[str]] = None) -> None:
+        """Add the LoRA layers to the installed model (default targets: from the
+        encoder map) and map it again; the optimizer step starts afresh."""
+        if targets is None:
+            targets = self.adapter.targets(self._model, self.encoder_map)  # type: ignore[union-attr]
+        self.adapter_base = base_fingerprint(self._model, self.encoder_map)
+        self.adapter.inject(self._model.hf_model, targets)  # type: ignore[union-attr]
+        self._model.to(get_torch_default_device())
+        self.adapter_targets = list(targets)
+        self.encoder_map = build_encoder_map(self._model, self._model.hf_model, self.tokenizer.probe_id)
+        self._adapter_pending = False
+        self._step = None
         self.apply_freezing()
 
     def check_trainable_top_layers(self) -> None:
@@ -127,6 +158,7 @@ class BertCatShim(PyTorchShim):
             freeze_embeddings=self.cfg["freeze_embeddings"],
             freeze_layers=self.cfg["freeze_layers"],
             trainable_top=self.trainable_top,
+            adapter_only=is_injected(self._model),
         )
 
     def set_trainable_top_layers(self, n: Optional[int]) -> None:
@@ -164,6 +196,8 @@ class BertCatShim(PyTorchShim):
         RETURNS (Tuple[torch.Tensor, Callable]): Document logits, and a callback
             taking the gradient of the mean loss over these documents.
         """
+        if self._adapter_pending:
+            self.inject_adapter()
         if not self._model.training:
             self._model.train()
         with self._autocast():
@@ -228,10 +262,11 @@ class BertCatShim(PyTorchShim):
         import safetensors.torch
         import transformers
 
-        state = {k: v.detach().contiguous() for k, v in self._model.state_dict().items()}
+        state, adapter = self._state_to_save()
         return srsly.msgpack_dumps(
             {
                 "format": FORMAT_VERSION,
+                "adapter": adapter,
                 "hf_config": self.hf_model.config.to_json_string(use_diff=False),
                 "aggregation": self._model.aggregation_name,
                 "tokenizer": self.tokenizer.to_bytes(),  # type: ignore[union-attr]
@@ -239,6 +274,21 @@ class BertCatShim(PyTorchShim):
                 "transformers_version": transformers.__version__,
             }
         )
+
+    def _state_to_save(self) -> Tuple[Dict[str, torch.Tensor], Optional[Dict[str, Any]]]:
+        """RETURNS: The weights to store, and what a stored adapter needs to load
+        (None where the weights are a plain model's: no adapter, or merged)."""
+        if not is_injected(self._model):
+            return {k: v.detach().contiguous() for k, v in self._model.state_dict().items()}, None
+        if self.adapter.save == "merged":  # type: ignore[union-attr]
+            return merged_state(self._model), None
+        positions = self.encoder_map.positions()  # type: ignore[union-attr]
+        state = {
+            k: v.detach().contiguous() for k, v in self._model.state_dict().items()
+            if is_adapter_param(k) or not k.startswith("hf_model.") or positions.get(k, ("",))[0] == HEAD
+        }
+        info = {"settings": self.adapter.to_dict(), "targets": self.adapter_targets, "base": self.adapter_base}  # type: ignore[union-attr]
+        return state, info
 
     def from_bytes(self, data: bytes) -> "BertCatShim":
         import safetensors.torch
@@ -252,8 +302,35 @@ class BertCatShim(PyTorchShim):
             weights = safetensors.torch.load(msg["weights"])
         except Exception as e:  # msgpack, JSON and safetensors all raise their own
             raise ValueError(Errors.BC012.format(where="", reason=repr(e))) from e
+        if msg.get("adapter"):
+            return self._load_with_adapter(msg, hf_config, tokenizer, weights)
         hf_model = model_from_config(hf_config, self.cfg["attn_implementation"])
         model = WindowClassifier(hf_model, msg["aggregation"])
         model.load_state_dict(weights, strict=True)
-        self.set_model(model, tokenizer)
+        self.set_model(model, tokenizer, inject_adapter=False)
+        return self
+
+    def _load_with_adapter(self, msg: Dict[str, Any], hf_config: Dict[str, Any], tokenizer: WordpieceTokenizer,
+                           weights: Dict[str, torch.Tensor]) -> "BertCatShim":
+        """Load the base encoder from the model's name, check it is the base the
+        adapter was trained on, inject the adapter and load its weights and the
+        head's."""
+        info = msg["adapter"]
+        name = self.cfg.get("name")
+        try:
+            hf_model = base_model_from_pretrained(name, hf_config, self.cfg["attn_implementation"])
+        except Exception as e:
+            raise ValueError(Errors.BC062.format(detail=f"the base '{name}' cannot be loaded ({e})")) from e
+        self.adapter = LoraAdapter(**info["settings"])
+        self.set_model(WindowClassifier(hf_model, msg["aggregation"]), tokenizer, inject_adapter=False)
+        found = base_fingerprint(self._model, self.encoder_map)
+        if found != info["base"]:
+            detail = f"the encoder weights in '{name}' are not the ones it was trained on"
+            raise ValueError(Errors.BC062.format(detail=detail))
+        self.inject_adapter(info["targets"])
+        missing, unexpected = self._model.load_state_dict(weights, strict=False)
+        missing = [k for k in missing if k in weights or is_adapter_param(k) or not k.startswith("hf_model.")
+                   or self.encoder_map.positions().get(k, ("",))[0] == HEAD]
+        if missing or unexpected:
+            raise ValueError(Errors.BC012.format(where="", reason=f"adapter weights: missing {missing[:5]}, unexpected {unexpected[:5]}"))
         return self

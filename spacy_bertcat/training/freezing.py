@@ -11,7 +11,8 @@ from spacy.util import registry
 from torch import nn
 
 from ..errors import Errors, SettingError, config_error
-from ..layers.encoder_map import EMBEDDINGS, LAYER, SHARED, EncoderMap
+from ..layers.adapter import is_adapter_param
+from ..layers.encoder_map import EMBEDDINGS, HEAD, LAYER, SHARED, EncoderMap
 
 
 def check_layer_options(
@@ -54,6 +55,7 @@ def apply_freezing(
     freeze_embeddings: bool,
     freeze_layers: int,
     trainable_top: Optional[int] = None,
+    adapter_only: bool = False,
 ) -> None:
     """Set `requires_grad` on every parameter of the model.
 
@@ -65,6 +67,8 @@ def apply_freezing(
     trainable_top (Optional[int]): Gradual unfreezing's stage: only the top N
         layers (and the head) are trainable, the embeddings only once N reaches
         the number of layers; None when gradual unfreezing is not in use.
+    adapter_only (bool): The model has LoRA adapters: of the encoder, only their
+        parameters train, in the layers the other settings leave trainable.
     """
     n_layers = encoder_map.n_layers
     positions = encoder_map.positions()
@@ -80,6 +84,8 @@ def apply_freezing(
             )
         else:
             trainable = True
+        if adapter_only and kind != HEAD:
+            trainable = trainable and is_adapter_param(name)
         param.requires_grad_(trainable)
 
 
