@@ -14,4 +14,5 @@ $PY bench/finetuning.py --dataset ag_news --sizes 500,2000 --seeds 0,1,2 --steps
 $PY bench/finetuning.py --dataset ag_news --sizes 500,2000 --seeds 0,1,2 --steps 64 --test 400 --max-length 64 --strategies full,gradual_unfreezing,layerwise_decay,lora_r8,lora_r16 --name finetuning_lora
 $PY bench/finetuning.py --dataset ag_news --sizes 2000 --seeds 0,1,2 --steps 256 --test 400 --max-length 64 --strategies layerwise_decay,lora_r16 --name finetuning_lora_256
 $PY bench/multilabel.py --steps 600 --systems shipped_before,default,trainer,svm --name multilabel_reuters
+$PY bench/lora_memory.py --steps 32
 $PY bench/calibration.py  # trains four models (cached in /tmp/bertcat-calibration), then calibrates and scores them

@@ -6,7 +6,7 @@ from spacy.util import SimpleFrozenDict, registry
 from thinc.api import Model
 from thinc.types import Floats2d
 
-from .errors import Errors, config_error
+from .errors import invalid_setting
 from .layers.adapter import LoraAdapter
 from .layers.chunking import Chunker
 from .layers.classifier import BertClassifierModel
@@ -74,7 +74,7 @@ def build_bert_classifier_v1(
     nO (Optional[int]): Number of labels, set at initialize.
     """
     def invalid(setting: str, value: Any, detail: str) -> ValueError:
-        return config_error(Errors.BC022.format(setting=setting, value=value, detail=detail), ["model", setting])
+        return invalid_setting(setting, value, detail, "model")
 
     if freeze_layers < 0:
         raise invalid("freeze_layers", freeze_layers, "it must be 0 or more")

@@ -10,7 +10,7 @@ exist, more frozen layers than the model has) raise a ``SettingError`` naming th
 setting relative to the component; the component turns it into a
 ``ConfigValidationError`` with the component's name.
 """
-from typing import Sequence
+from typing import Any, Sequence
 
 from confection import ConfigValidationError
 from spacy.errors import ErrorsWithCodes
@@ -31,6 +31,12 @@ def config_error(message: str, loc: Sequence[str], title: str = "Invalid spacy-b
     """RETURNS (ConfigValidationError): An error for the setting at `loc`, printed
     by spaCy's commands like any config validation error."""
     return ConfigValidationError(errors=[{"loc": [str(p) for p in loc], "msg": message}], title=title, show_config=False)
+
+
+def invalid_setting(setting: str, value: Any, detail: str, *block: str) -> ConfigValidationError:
+    """RETURNS (ConfigValidationError): BC022 for a bad value of `setting` in the
+    config block `block` (e.g. "model", "adapter")."""
+    return config_error(Errors.BC022.format(setting=setting, value=value, detail=detail), [*block, setting])
 
 
 class Warnings(metaclass=ErrorsWithCodes):

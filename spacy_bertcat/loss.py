@@ -18,7 +18,7 @@ import numpy
 from spacy.training import Example
 from spacy.util import registry
 
-from .errors import Errors, SettingError, config_error
+from .errors import Errors, SettingError, invalid_setting
 
 
 class BalancedWeights:
@@ -144,10 +144,10 @@ def configure_balanced_class_weights_v1(power: float = 1.0, max_weight: Optional
     max_weight (Optional[float]): The largest weight, or null for no cap.
     """
     if power <= 0:
-        raise config_error(Errors.BC022.format(setting="power", value=power, detail="it must be positive"), ["class_weights", "power"])
+        raise invalid_setting("power", power, "it must be positive", "class_weights")
     if max_weight is not None and max_weight <= 0:
         detail = "it must be positive (or null)"
-        raise config_error(Errors.BC022.format(setting="max_weight", value=max_weight, detail=detail), ["class_weights", "max_weight"])
+        raise invalid_setting("max_weight", max_weight, detail, "class_weights")
     return BalancedWeights(power, max_weight)
 
 
@@ -248,7 +248,7 @@ def configure_asymmetric_loss_v1(gamma_neg: float = 4.0, gamma_pos: float = 0.0,
     """
     for setting, value in (("gamma_neg", gamma_neg), ("gamma_pos", gamma_pos)):
         if value < 0:
-            raise config_error(Errors.BC022.format(setting=setting, value=value, detail="it must be 0 or more"), ["loss", setting])
+            raise invalid_setting(setting, value, "it must be 0 or more", "loss")
     if not 0.0 <= clip < 1.0:
-        raise config_error(Errors.BC022.format(setting="clip", value=clip, detail="it must be at least 0 and below 1"), ["loss", "clip"])
+        raise invalid_setting("clip", clip, "it must be at least 0 and below 1", "loss")
     return functools.partial(asymmetric_loss, gamma_neg=gamma_neg, gamma_pos=gamma_pos, clip=clip)

@@ -18,7 +18,7 @@ from spacy.training import Example
 from thinc.api import Model
 from thinc.types import Floats2d
 
-from .errors import Errors, Warnings, config_error
+from .errors import Warnings, invalid_setting
 from .labels import component_cats
 from .loss import ClassWeights, MultilabelLoss, sigmoid_binary_cross_entropy
 from .pipeline import DEFAULT_MODEL, SCORE_WEIGHTS, BertCat
@@ -66,9 +66,7 @@ def make_bertcat_multilabel(
         own; rarer labels get the global threshold that maximizes micro-F1.
     """
     if threshold_min_support < 1:
-        detail = "it must be at least 1"
-        message = Errors.BC022.format(setting="threshold_min_support", value=threshold_min_support, detail=detail)
-        raise config_error(message, ["components", name, "threshold_min_support"])
+        raise invalid_setting("threshold_min_support", threshold_min_support, "it must be at least 1", "components", name)
     return BertCatMultilabel(
         nlp.vocab, model, name, threshold=threshold, class_weights=class_weights, scorer=scorer,
         loss=loss, tune_thresholds=tune_thresholds, threshold_min_support=threshold_min_support,

@@ -36,7 +36,7 @@ import torch
 from spacy.util import registry
 from torch import nn
 
-from ..errors import Errors, SettingError, config_error
+from ..errors import Errors, SettingError, invalid_setting
 from .encoder_map import LAYER, EncoderMap
 
 SAVE_MODES = ("merged", "adapter")
@@ -141,7 +141,7 @@ def _import_peft() -> Any:
 def configure_lora_v1(
     r: int = 8,
     alpha: float = 16.0,
-    dropout: float = 0.1,
+    dropout: float = 0.0,
     target_modules: Optional[List[str]] = None,
     save: str = "merged",
 ) -> LoraAdapter:
@@ -150,7 +150,8 @@ def configure_lora_v1(
 
     r (int): The rank of each update.
     alpha (float): Its scale: the update is B A alpha / r.
-    dropout (float): Dropout on the adapter's input.
+    dropout (float): Dropout on the adapter's input (peft's default, 0, keeps no
+        copy of each adapted projection's input for the backward pass).
     target_modules (Optional[List[str]]): Names of the projections to adapt (a
         module matches if its path ends with a name); null for every linear
         projection of the encoder layers.
@@ -159,7 +160,7 @@ def configure_lora_v1(
         model's name).
     """
     def invalid(setting: str, value: Any, detail: str) -> ValueError:
-        return config_error(Errors.BC022.format(setting=setting, value=value, detail=detail), ["model", "adapter", setting])
+        return invalid_setting(setting, value, detail, "model", "adapter")
 
     if r < 1:
         raise invalid("r", r, "the rank must be at least 1")

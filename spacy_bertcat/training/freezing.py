@@ -10,7 +10,7 @@ from spacy.language import Language
 from spacy.util import registry
 from torch import nn
 
-from ..errors import Errors, SettingError, config_error
+from ..errors import Errors, SettingError, invalid_setting
 from ..layers.adapter import is_adapter_param
 from ..layers.encoder_map import EMBEDDINGS, HEAD, LAYER, SHARED, EncoderMap
 
@@ -123,7 +123,7 @@ def create_gradual_unfreezing_v1(
     ):
         if value < low:
             detail = f"it must be at least {low}"
-            raise config_error(Errors.BC022.format(setting=setting, value=value, detail=detail), ["gradual_unfreezing", setting])
+            raise invalid_setting(setting, value, detail, "gradual_unfreezing")
 
     def before_update(nlp: Language, args: Dict) -> None:
         top = unfrozen_layers(args["step"], head_steps, unfreeze_every, layers_per_stage)
