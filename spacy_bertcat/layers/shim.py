@@ -127,12 +127,16 @@ class BertCatShim(PyTorchShim):
         )
         self.apply_freezing()
 
-    def inject_adapter(self, targets: Optional[List[str]] = None) -> None:
+    def inject_adapter(self, targets: Optional[List[str]] = None, base: Optional[str] = None) -> None:
         """Add the LoRA layers to the installed model (default targets: from the
-        encoder map) and map it again; the optimizer step starts afresh."""
+        encoder map) and map it again; the optimizer step starts afresh. The base's
+        fingerprint (`base`, if already known) is kept only where an adapter-only
+        save needs it."""
         if targets is None:
             targets = self.adapter.targets(self._model, self.encoder_map)  # type: ignore[union-attr]
-        self.adapter_base = base_fingerprint(self._model, self.encoder_map)
+        if base is None and self.adapter.save == "adapter":  # type: ignore[union-attr]
+            base = base_fingerprint(self._model, self.encoder_map)
+        self.adapter_base = base
         self.adapter.inject(self._model.hf_model, targets)  # type: ignore[union-attr]
         self._model.to(get_torch_default_device())
         self.adapter_targets = list(targets)
@@ -327,7 +331,7 @@ class BertCatShim(PyTorchShim):
         if found != info["base"]:
             detail = f"the encoder weights in '{name}' are not the ones it was trained on"
             raise ValueError(Errors.BC062.format(detail=detail))
-        self.inject_adapter(info["targets"])
+        self.inject_adapter(info["targets"], base=found)
         missing, unexpected = self._model.load_state_dict(weights, strict=False)
         missing = [k for k in missing if k in weights or is_adapter_param(k) or not k.startswith("hf_model.")
                    or self.encoder_map.positions().get(k, ("",))[0] == HEAD]
