@@ -3,11 +3,14 @@
 Both run the same weights (the packaged MiniLM with a classification head, or any
 model directory via --model), at several batch sizes, on short texts (AG News) and
 long documents (BBC News): bertcat with head truncation (the pipeline's work) and with
-sliding windows (reads every wordpiece), the pipeline with truncation. Each measurement
-runs in its own process, so peak memory is its own. Also a scaling curve: time per
-document as documents grow from 100 to 20,000 words (sliding windows).
+sliding windows (reads every wordpiece), the pipeline with truncation; and the
+pipelines `spacy-bertcat optimize` makes of the same bertcat pipelines (ONNX Runtime,
+int8 and float32: --serving), made once and loaded from disk like a deployment
+does. Each measurement runs in its own process, so peak memory is its own. Also a
+scaling curve: time per document as documents grow from 100 to 20,000 words
+(sliding windows).
 
-    python bench/predict_vs_pipeline.py [--device cuda] [--model DIR]
+    python bench/predict_vs_pipeline.py [--device cuda] [--model DIR] [--serving int8,fp32]
 """
 import argparse
 import json
@@ -43,7 +46,12 @@ def measure(spec: dict) -> dict:
     texts = spec["texts"]
     labels = ["a", "b", "c", "d"]
     chunking = {"@misc": f"spacy-bertcat.{spec['chunking']}.v1"}
-    nlp = build_pipeline(spec["model"], labels, chunking, spec["max_length"], spec["device"])
+    if spec.get("path"):  # an optimized pipeline, saved by the parent
+        import spacy
+
+        nlp = spacy.load(spec["path"])
+    else:
+        nlp = build_pipeline(spec["model"], labels, chunking, spec["max_length"], spec["device"])
     if spec["system"] == "pipeline":
         from transformers import AutoTokenizer, pipeline
 
@@ -77,6 +85,17 @@ def in_child(spec: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def make_optimized(args, chunking: str, variant: str, tmp: Path) -> Path:
+    """Save the bertcat pipeline of this chunking optimized (int8 or fp32) under tmp."""
+    from spacy_bertcat.serving import optimize_pipe
+
+    nlp = build_pipeline(args.model, ["a", "b", "c", "d"], {"@misc": f"spacy-bertcat.{chunking}.v1"}, args.max_length, "cpu")
+    optimize_pipe(nlp.get_pipe("bertcat"), int8=variant == "int8")
+    path = tmp / f"{chunking}-{variant}"
+    nlp.to_disk(path)
+    return path
+
+
 def synthetic_doc(words, n: int, rng: random.Random) -> str:
     return " ".join(rng.choice(words) for _ in range(n))
 
@@ -92,6 +111,7 @@ def main():
     parser.add_argument("--batch-sizes", default="1,32,128")
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--scaling", default="100,500,1000,2000,5000,10000,20000")
+    parser.add_argument("--serving", default="int8,fp32", help="optimized variants to measure ('' for none)")
     parser.add_argument("--name", default=None)
     args = parser.parse_args()
     if args.child:
@@ -103,25 +123,34 @@ def main():
         "short": [t for t, _ in read_jsonl(args.data_dir / "ag_news" / "test.jsonl", limit=args.short)],
         "long": [t for t, _ in read_jsonl(args.data_dir / "bbc_news" / "test.jsonl", limit=args.long)],
     }
-    systems = [("pipeline", "head"), ("bertcat", "head"), ("bertcat", "sliding_window")]
+    systems = [("pipeline", "head", None), ("bertcat", "head", None), ("bertcat", "sliding_window", None)]
+    serving = [v for v in args.serving.split(",") if v] if args.device == "cpu" else []  # CPU serving only
+    systems += [("bertcat", chunking, variant) for variant in serving for chunking in ("head", "sliding_window")]
+    tmp = Path(tempfile.mkdtemp(prefix="bertcat-serving-"))
+    saved = {(chunking, variant): make_optimized(args, chunking, variant, tmp) for _, chunking, variant in systems if variant}
     rows = []
     for kind, texts in data.items():
         for batch_size in [int(b) for b in args.batch_sizes.split(",")]:
-            reference = None
-            for system, chunking in systems:
+            reference, fp32 = None, {}
+            for system, chunking, variant in systems:
                 if kind == "short" and chunking == "sliding_window":
                     continue  # identical to head on texts shorter than a window
                 spec = {"system": system, "chunking": chunking, "texts": texts, "batch_size": batch_size,
-                        "model": args.model, "max_length": args.max_length, "device": args.device}
+                        "model": args.model, "max_length": args.max_length, "device": args.device,
+                        "path": str(saved[chunking, variant]) if variant else None}
                 result = in_child(spec)
                 reference = reference or result["docs_per_s"]
-                row = {"data": kind, "batch_size": batch_size, "system": system if system == "pipeline" else f"bertcat ({chunking})",
-                       **result, "speed_vs_pipeline": result["docs_per_s"] / reference}
+                if system == "bertcat" and variant is None:
+                    fp32[chunking] = result["docs_per_s"]
+                name = system if system == "pipeline" else f"bertcat ({chunking})"
+                row = {"data": kind, "batch_size": batch_size, "system": name + (f", onnxruntime {variant}" if variant else ""),
+                       **result, "speed_vs_pipeline": result["docs_per_s"] / reference,
+                       "speed_vs_bertcat": result["docs_per_s"] / fp32[chunking] if chunking in fp32 else None}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     rng = random.Random(0)
     vocabulary = " ".join(data["long"]).split()
-    for n_words in [int(n) for n in args.scaling.split(",")]:
+    for n_words in [int(n) for n in args.scaling.split(",") if n]:
         texts = [synthetic_doc(vocabulary, n_words, rng) for _ in range(max(1, 40_000 // n_words))]
         spec = {"system": "bertcat", "chunking": "sliding_window", "texts": texts, "batch_size": 32,
                 "model": args.model, "max_length": args.max_length, "device": args.device}
@@ -134,11 +163,13 @@ def main():
     notes = ("short: AG News test texts; long: BBC News test articles (37% exceed 512 wordpieces). "
              "pipeline = transformers.pipeline('text-classification', truncation=True) on the same model object; "
              "bertcat (head) reads the same wordpieces; bertcat (sliding_window) reads all of them (more work). "
-             f"speed_vs_pipeline = docs/s over the pipeline's at the same batch size. peak_mb: "
+             f"speed_vs_pipeline = docs/s over the pipeline's at the same batch size; speed_vs_bertcat = over the "
+             "float32 bertcat pipeline's with the same chunking (the optimized rows: `spacy-bertcat optimize` of "
+             "that pipeline, loaded from disk; ONNX Runtime on the CPU). peak_mb: "
              f"{'torch.cuda.max_memory_allocated' if args.device == 'cuda' else 'peak RSS of the measuring process'}. "
              "Scaling rows: synthetic documents of n words; ms_per_1000_words should stay flat (linear time).")
-    write_results(name, command, rows, ["data", "batch_size", "system", "docs_per_s", "speed_vs_pipeline", "peak_mb",
-                                        "ms_per_1000_words"], notes)
+    write_results(name, command, rows, ["data", "batch_size", "system", "docs_per_s", "speed_vs_pipeline",
+                                        "speed_vs_bertcat", "peak_mb", "ms_per_1000_words"], notes)
 
 
 if __name__ == "__main__":

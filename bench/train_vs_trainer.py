@@ -111,6 +111,7 @@ def main():
     parser.add_argument("--gpu", action="store_true", help="train on GPU 0 (spacy train --gpu-id 0)")
     parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast on both sides")
     parser.add_argument("--peak-tflops", type=float, default=989.4, help="GPU peak dense bf16 TFLOP/s (H100 SXM)")
+    parser.add_argument("--name", default=None, help="results name (default: train_vs_trainer_DATASET[_gpu])")
     parser.add_argument("--variants", default="bertcat,trainer,trainer_grouped",
                         help="comma list of bertcat, bertcat_random, trainer, trainer_grouped")
     args = parser.parse_args()
@@ -147,7 +148,7 @@ def main():
         if args.gpu:  # model FLOP utilization: 6 x non-embedding params per token, plus attention
             flops = row["examples_per_s"] * tokens_per_example * flops_per_token
             row["mfu_vs_peak_bf16"] = flops / (args.peak_tflops * 1e12)
-    name = f"train_vs_trainer_{args.dataset}"
+    name = args.name or f"train_vs_trainer_{args.dataset}"
     notes = (f"{args.dataset}: {len(train)} train / {len(test)} test examples, {args.steps} steps x batch "
              f"{args.batch_size}, lr {args.lr} (warmup {args.warmup}, linear decay), max_length {args.max_length}, "
              f"seed {args.seed}, attention dropout {'model default' if args.attention_dropout is None else args.attention_dropout}. "
@@ -156,7 +157,7 @@ def main():
              "trainer_grouped = Trainer with group_by_length=True.")
     columns = ["system", "train_s", "examples_per_s", "speed_vs_trainer", "accuracy", "macro_f1", "predict_docs_per_s"]
     if args.gpu:
-        name += "_gpu"
+        name += "_gpu" if not args.name else ""
         columns.append("mfu_vs_peak_bf16")
         notes += (f" GPU run{' with bf16 autocast' if args.bf16 else ''}; mfu_vs_peak_bf16 = (6 N + 12 L d T) FLOPs per "
                   f"real wordpiece x wordpieces/s / {args.peak_tflops} TFLOP/s (N non-embedding parameters, T mean length).")

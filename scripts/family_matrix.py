@@ -19,6 +19,8 @@ CHECKS = {
     "test_family_long_document": "longer than the position table: capped, predicted",
     "test_family_dropout": "dropout settings reach the family's own rates",
     "test_family_loads_across_versions": "loads across transformers 4 and 5, both ways",
+    "test_family_lora": "LoRA adapters on every layer's projections, merged save",
+    "test_family_onnx": "`spacy-bertcat optimize`: ONNX Runtime reproduces torch (or refuses with BC064)",
 }
 
 

@@ -105,6 +105,12 @@ class Warnings(metaclass=ErrorsWithCodes):
         "{labels}. The temperature is fitted on the others; the prediction sets' "
         "coverage is not checked for these classes."
     )
+    BCW015 = (
+        "This pipeline was optimized for CPU serving (spacy-bertcat optimize): "
+        "its encoder runs on ONNX Runtime's CPU provider, so the windows are "
+        "copied from {device} to the CPU and back. Load it without a GPU, or serve "
+        "the original (unoptimized) pipeline on the GPU."
+    )
     BCW014 = (
         "Component '{name}': training updates the model, so its calibration "
         "(fitted for the weights before) is removed, and per-label thresholds "
@@ -385,4 +391,26 @@ class Errors(metaclass=ErrorsWithCodes):
         "point it at the base it was trained on with spacy.load(path, "
         "config={{\"components.COMPONENT.model.name\": \"/path/to/base\"}}), or save "
         "the pipeline with save = \"merged\" to make it self-contained."
+    )
+    BC063 = (
+        "This needs ONNX Runtime, which is not installed: run `pip install "
+        "\"spacy-bertcat[onnx]\"` (or `pip install onnxruntime onnx`). A pipeline "
+        "made by `spacy-bertcat optimize` runs its encoder on ONNX Runtime, so it "
+        "needs it to load; the original pipeline does not."
+    )
+    BC064 = (
+        "Cannot optimize this '{model_type}' classifier for ONNX Runtime: "
+        "{reason}. Keep serving the original pipeline (it is unchanged), and "
+        "please report the encoder family and versions to spacy-bertcat."
+    )
+    BC065 = (
+        "This pipeline was optimized for serving ({runtime}, made by "
+        "`spacy-bertcat optimize`): it predicts, but it keeps no float32 weights "
+        "to train. Train (or fine-tune further) the original pipeline, then run "
+        "`spacy-bertcat optimize` on the result."
+    )
+    BC066 = (
+        "Component '{name}' is already optimized for serving ({runtime}). Run "
+        "`spacy-bertcat optimize` on the original pipeline to make another "
+        "variant (e.g. float32 instead of int8)."
     )

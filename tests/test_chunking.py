@@ -81,9 +81,13 @@ def test_sliding_window_bad_settings(settings, code):
 
 
 def test_group_by_budget():
-    groups = group_by_budget([5, 50, 7, 50, 6, 100, 45, 41], budget=110, max_padding=0.2)
+    groups = group_by_budget([5, 50, 7, 50, 6, 100, 45, 41], budget=110, max_padding=0.2, min_padding=0)
     # longest first; rows x longest <= budget; rows at most 20% shorter than the longest
     assert groups == [[5], [1, 3], [6, 7], [2, 4], [0]]
+    # short rows may always carry min_padding wordpieces: one forward call, not three
+    assert group_by_budget([12, 30, 20, 15], budget=1000, max_padding=0.2, min_padding=32) == [[1, 2, 3, 0]]
+    assert group_by_budget([12, 30, 20, 15], budget=1000, max_padding=0.2, min_padding=0) == [[1], [2], [3, 0]]
+    assert group_by_budget([500, 300], budget=10_000, min_padding=32) == [[0], [1]]  # long windows: max_padding
     assert group_by_budget([300], budget=100) == [[0]]  # an over-long row stands alone
     assert group_by_budget([10, 1, 5], budget=100, max_padding=1.0) == [[0, 2, 1]]
 

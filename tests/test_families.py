@@ -9,6 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy
 import pytest
 import spacy
 import torch
@@ -22,6 +23,7 @@ from .util import SINGLE_DATA, make_examples, tiny_config
 
 ROOT = Path(__file__).parent.parent
 FAMILY_PARAMS = [pytest.param(f, id=f.model_type) for f in FAMILIES]
+ONNX_REFUSED = {"longformer", "funnel"}  # see test_family_onnx
 CHUNKINGS = {
     "head": {"@misc": "spacy-bertcat.head.v1"},
     "head_tail": {"@misc": "spacy-bertcat.head_tail.v1", "head": 8},
@@ -412,3 +414,34 @@ def test_family_lora(family, family_dirs, tmp_path):
     loaded = spacy.load(tmp_path / "merged")
     assert not any(".lora_" in n for n in weights(loaded))
     assert_same_cats([doc.cats for doc in loaded.pipe(TEXTS)], expected)
+
+
+@pytest.mark.parametrize("family", FAMILY_PARAMS)
+def test_family_onnx(family, family_dirs):
+    """`spacy-bertcat optimize` exports every family but two: ONNX Runtime in
+    float32 predicts what torch does (sliding windows, attention aggregation), int8
+    gives probabilities. Longformer and Funnel trace shape-dependent code (padding
+    to the attention window, pooling) that the traced graph cannot run on other
+    window lengths: refused with BC064, the pipeline left as it was."""
+    pytest.importorskip("onnxruntime")
+    from spacy_bertcat.serving import optimize_pipe
+
+    if family.model_type in ONNX_REFUSED:
+        nlp, _, _ = make_family_nlp(family, family_dirs(family.model_type), "sliding_window")
+        expected = [doc.cats for doc in nlp.pipe(TEXTS)]
+        with pytest.raises(ValueError, match="BC064"):
+            optimize_pipe(nlp.get_pipe("bertcat"))
+        assert_same_cats([doc.cats for doc in nlp.pipe(TEXTS)], expected)
+        return
+    for int8 in (False, True):
+        nlp, examples, optimizer = make_family_nlp(family, family_dirs(family.model_type), "sliding_window")
+        nlp.update(examples, sgd=optimizer)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = [doc.cats for doc in nlp.pipe(TEXTS)]
+            optimize_pipe(nlp.get_pipe("bertcat"), int8=int8)
+            got = [doc.cats for doc in nlp.pipe(TEXTS)]
+        if not int8:
+            numpy.testing.assert_allclose([list(c.values()) for c in got], [list(c.values()) for c in expected], atol=1e-4)
+        for cats in got:
+            assert sum(cats.values()) == pytest.approx(1.0, abs=1e-5)

@@ -83,6 +83,17 @@ def test_batch_by_length():
     assert padded(batches) < 0.7 * padded(random_batches)
 
 
+@pytest.mark.parametrize("text", ["", "a", "hello world ", "  leading and trailing  ", "x\n\ny \t z", "naïve café 😀 end."])
+def test_text_length_is_the_length_of_the_text_without_building_it(text):
+    from spacy.training import Example
+
+    from spacy_bertcat.training.batching import text_length
+
+    doc = spacy.blank("en").make_doc(text)
+    assert text_length(doc) == len(doc.text) == len(text)
+    assert text_length(Example(doc, doc)) == len(text)
+
+
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.cfg")), ids=lambda p: p.name)
 def test_shipped_configs_resolve_and_save_atomically(path):
     """Every shipped config (the demo's bbc.cfg included) builds its pipeline and its
@@ -94,3 +105,49 @@ def test_shipped_configs_resolve_and_save_atomically(path):
     assert {"bertcat", "bertcat_multilabel"} & {nlp.get_pipe_meta(name).factory for name in nlp.pipe_names}
     training = registry.resolve(nlp.config.interpolate()["training"], schema=ConfigSchemaTraining)
     assert training["before_to_disk"].__qualname__.startswith("create_atomic_save_v1")
+
+
+def test_initialize_reads_the_training_corpus_once(tiny_bert):
+    """spaCy's validate_get_examples reads the whole corpus just to check it; a
+    lazily read .spacy corpus would then be read twice at initialize."""
+    from .util import make_examples, tiny_config
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("bertcat", config=tiny_config(tiny_bert))
+    examples = make_examples(nlp, SINGLE_DATA)
+    reads = []
+
+    def get_examples():
+        reads.append(1)
+        yield from examples
+
+    nlp.get_pipe("bertcat").initialize(get_examples, nlp=nlp)
+    assert len(reads) == 1
+    assert nlp.get_pipe("bertcat").labels == ("NEG", "POS")
+    with pytest.raises(TypeError, match="E930"):
+        nlp.get_pipe("bertcat").initialize(lambda: [], nlp=nlp)
+
+
+def test_wordpiece_length_counts_with_the_components_tokenizer(tiny_bert):
+    """The shipped configs group training batches by the wordpieces the component
+    reads (its tokenizer, capped at its window), as Hugging Face's group_by_length
+    groups by input ids; without an initialized component, by characters."""
+    from spacy.util import registry
+
+    from spacy_bertcat.layers.classifier import get_shim
+
+    from .util import make_examples, tiny_config
+
+    length = registry.misc.get("spacy-bertcat.wordpiece_length.v1")()
+    nlp = spacy.blank("en")
+    texts = ["unbelievably", "a cat", "the team won the match " * 20]
+    assert [length(nlp.make_doc(t)) for t in texts] == [len(t) for t in texts]
+    nlp.add_pipe("bertcat", config=tiny_config(tiny_bert, max_length=32))
+    nlp.initialize(lambda: make_examples(nlp, SINGLE_DATA))
+    tokenizer = get_shim(nlp.get_pipe("bertcat").model).tokenizer
+    window = nlp.get_pipe("bertcat").model.attrs["window"]
+    expected = [min(len(tokenizer.encode([t])[0]), window) for t in texts]
+    assert [length(nlp.make_doc(t)) for t in texts] == expected
+    assert expected[-1] == window and expected[1] != len(texts[1])
+    other = spacy.blank("en")  # another pipeline's docs: not this component's
+    assert length(other.make_doc(texts[1])) == len(texts[1])

@@ -5,9 +5,10 @@ Commands: ``convert`` (JSONL/CSV into .spacy, with a seeded stratified split),
 ``evaluate`` (a report: metrics, confusion matrix, precision-recall curves, the most
 confident errors), ``predict`` (JSONL with doc.cats) and ``find-thresholds``
 (per-label thresholds for multi-label pipelines) and ``calibrate`` (calibrated
-scores and conformal prediction sets, fitted on held-out data).
+scores and conformal prediction sets, fitted on held-out data) and ``optimize``
+(a pipeline for CPU serving on ONNX Runtime, int8 by default).
 """
-from . import calibrate, convert, evaluate, find_thresholds, predict  # noqa: F401  (registers the commands)
+from . import calibrate, convert, evaluate, find_thresholds, optimize, predict  # noqa: F401  (registers the commands)
 from ._util import app
 
 

@@ -95,6 +95,21 @@ class BertCatShim(PyTorchShim):
         return self._model.hf_model if self._model is not None else None
 
     @property
+    def serving(self) -> Optional[Dict[str, Any]]:
+        """RETURNS (Optional[Dict[str, Any]]): The serving runtime of a pipeline made
+        by `spacy-bertcat optimize` (it predicts, it does not train), else None."""
+        return getattr(self._model, "runtime", None)
+
+    @property
+    def num_labels(self) -> Optional[int]:
+        """RETURNS (Optional[int]): The classifier's outputs (None before initialize)."""
+        if self._model is None:
+            return None
+        if self.serving is not None:
+            return self._model.num_labels
+        return self.hf_model.config.num_labels
+
+    @property
     def amp_enabled(self) -> bool:
         return bool(self.cfg["mixed_precision"]) and self.device.type == "cuda"
 
@@ -126,6 +141,22 @@ class BertCatShim(PyTorchShim):
             trainable_top=self.trainable_top,
         )
         self.apply_freezing()
+
+    def set_serving_model(self, model: WindowClassifier) -> None:
+        """Install a serving model (serving/onnx.py), keeping the tokenizer: no
+        encoder map, nothing to train."""
+        self._model = model.eval()
+        self.encoder_map = None
+        self._step = None
+        self._accumulated = 0
+        self._adapter_pending = False
+
+    def refuse_training(self) -> None:
+        """Raise BC065 for a serving model (it has no weights to train)."""
+        if self.serving is not None:
+            from ..serving.onnx import describe
+
+            raise ValueError(Errors.BC065.format(runtime=describe(self.serving)))
 
     def inject_adapter(self, targets: Optional[List[str]] = None, base: Optional[str] = None) -> None:
         """Add the LoRA layers to the installed model (default targets: from the
@@ -168,6 +199,7 @@ class BertCatShim(PyTorchShim):
     def set_trainable_top_layers(self, n: Optional[int]) -> None:
         """Train only the head and the top n encoder layers (None: no limit)."""
         if n != self.trainable_top:
+            self.refuse_training()
             if self._model is not None:
                 check_layer_options(
                     self.encoder_map,
@@ -200,6 +232,7 @@ class BertCatShim(PyTorchShim):
         RETURNS (Tuple[torch.Tensor, Callable]): Document logits, and a callback
             taking the gradient of the mean loss over these documents.
         """
+        self.refuse_training()
         if self._adapter_pending:
             self.inject_adapter()
         if not self._model.training:
@@ -266,6 +299,8 @@ class BertCatShim(PyTorchShim):
         import safetensors.torch
         import transformers
 
+        if self.serving is not None:
+            return self._serving_to_bytes()
         state, adapter = self._state_to_save()
         return srsly.msgpack_dumps(
             {
@@ -276,6 +311,23 @@ class BertCatShim(PyTorchShim):
                 "tokenizer": self.tokenizer.to_bytes(),  # type: ignore[union-attr]
                 "weights": safetensors.torch.save(state),
                 "transformers_version": transformers.__version__,
+            }
+        )
+
+    def _serving_to_bytes(self) -> bytes:
+        import safetensors.torch
+
+        model = self._model
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        return srsly.msgpack_dumps(
+            {
+                "format": FORMAT_VERSION,
+                "runtime": model.runtime,
+                "hf_config": json.dumps(model.config),
+                "aggregation": model.aggregation_name,
+                "tokenizer": self.tokenizer.to_bytes(),  # type: ignore[union-attr]
+                "weights": safetensors.torch.save(state),
+                "onnx": model.onnx_model,
             }
         )
 
@@ -306,6 +358,14 @@ class BertCatShim(PyTorchShim):
             weights = safetensors.torch.load(msg["weights"])
         except Exception as e:  # msgpack, JSON and safetensors all raise their own
             raise ValueError(Errors.BC012.format(where="", reason=repr(e))) from e
+        if msg.get("runtime"):
+            from ..serving.onnx import OnnxWindowClassifier
+
+            model = OnnxWindowClassifier(msg["onnx"], hf_config, msg["aggregation"], msg["runtime"])
+            model.load_state_dict(weights, strict=True)
+            self.tokenizer = tokenizer
+            self.set_serving_model(model.to(get_torch_default_device()))
+            return self
         if msg.get("adapter"):
             return self._load_with_adapter(msg, hf_config, tokenizer, weights)
         hf_model = model_from_config(hf_config, self.cfg["attn_implementation"])
