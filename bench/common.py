@@ -112,6 +112,20 @@ def timer() -> Iterator[Dict[str, float]]:
     result["seconds"] = time.perf_counter() - start
 
 
+def in_child(script: str, spec: Dict) -> Dict:
+    """Run `python script --child SPEC.json` (a measurement in its own process, so
+    its peak memory is its own) and return the JSON of its last output line."""
+    import subprocess
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
+        json.dump(spec, file)
+    out = subprocess.run([sys.executable, script, "--child", file.name], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process so far, in MB: Linux's VmHWM, the
     high-water mark of this program's own address space. (getrusage's ru_maxrss

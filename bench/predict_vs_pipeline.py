@@ -16,14 +16,13 @@ import argparse
 import json
 import random
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DEFAULT_DATA, minilm_path, peak_rss_mb, read_jsonl, write_results  # noqa: E402
+from common import DEFAULT_DATA, in_child, minilm_path, peak_rss_mb, read_jsonl, write_results  # noqa: E402
 
 
 def build_pipeline(model: str, labels, chunking: dict, max_length: int, device: str):
@@ -74,15 +73,6 @@ def measure(spec: dict) -> dict:
     memory = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else peak_rss_mb()
     return {"docs_per_s": len(texts) / seconds, "seconds": seconds, "peak_mb": memory,
             "words_per_s": sum(len(t.split()) for t in texts) / seconds}
-
-
-def in_child(spec: dict) -> dict:
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
-        json.dump(spec, file)
-    out = subprocess.run([sys.executable, __file__, "--child", file.name], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr[-3000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def make_optimized(args, chunking: str, variant: str, tmp: Path) -> Path:
@@ -138,7 +128,7 @@ def main():
                 spec = {"system": system, "chunking": chunking, "texts": texts, "batch_size": batch_size,
                         "model": args.model, "max_length": args.max_length, "device": args.device,
                         "path": str(saved[chunking, variant]) if variant else None}
-                result = in_child(spec)
+                result = in_child(__file__, spec)
                 reference = reference or result["docs_per_s"]
                 if system == "bertcat" and variant is None:
                     fp32[chunking] = result["docs_per_s"]
@@ -154,7 +144,7 @@ def main():
         texts = [synthetic_doc(vocabulary, n_words, rng) for _ in range(max(1, 40_000 // n_words))]
         spec = {"system": "bertcat", "chunking": "sliding_window", "texts": texts, "batch_size": 32,
                 "model": args.model, "max_length": args.max_length, "device": args.device}
-        result = in_child(spec)
+        result = in_child(__file__, spec)
         row = {"data": f"scaling {n_words} words", "batch_size": 32, "system": "bertcat (sliding_window)", **result,
                "ms_per_1000_words": 1000 * 1000 / result["words_per_s"]}
         print(json.dumps(row), flush=True)

@@ -13,16 +13,14 @@ process (so peak memory is the serving process's own, not the export's).
 import argparse
 import json
 import shlex
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List
 
 sys.path.insert(0, str(Path(__file__).parent))
 from calibration import DATASETS, splits, train_model  # noqa: E402
-from common import DEFAULT_DATA, minilm_path, peak_rss_mb, write_results  # noqa: E402
+from common import DEFAULT_DATA, in_child, minilm_path, peak_rss_mb, write_results  # noqa: E402
 
 VARIANTS = {
     # name: optimize_pipe settings (None: the original pipeline)
@@ -63,15 +61,6 @@ def measure(spec: Dict) -> Dict:
             "peak_mb": peak_rss_mb(), "scores": scores.tolist()}
 
 
-def in_child(spec: Dict) -> Dict:
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
-        json.dump(spec, file)
-    out = subprocess.run([sys.executable, __file__, "--child", file.name], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr[-3000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def disk_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
@@ -105,7 +94,7 @@ def main():
             settings = VARIANTS[variant]
             slug = variant.replace(" ", "_").replace("(", "").replace(")", "")
             path = model_path if settings is None else make_variant(model_path, settings, args.work_dir / name / f"serving-{slug}")
-            result = in_child({"model": str(path), "texts": texts, "gold": gold, "labels": labels, "batch_size": args.batch_size})
+            result = in_child(__file__, {"model": str(path), "texts": texts, "gold": gold, "labels": labels, "batch_size": args.batch_size})
             scores = numpy.asarray(result.pop("scores"))
             reference = reference or {**result, "scores": scores}
             row = {"dataset": name, "n_test": len(texts), "variant": variant, **result,

@@ -11,7 +11,7 @@ from wasabi import msg
 from ..data import read_labelled_docs
 from ..errors import Errors
 from ..report import gold_matrix, score_matrix
-from ._util import Arg, Opt, app, load_pipeline, only_component, save_pipeline
+from ._util import Arg, Opt, app, load_pipeline, predict_docs, save_pipeline
 
 BERTCAT_FACTORIES = ("bertcat", "bertcat_multilabel")
 
@@ -107,10 +107,8 @@ def _read_check(nlp: Language, path: Path, name: str, limit: int, text_field: st
 def _scores(nlp: Language, names: List[str], gold_docs: List) -> Dict[str, numpy.ndarray]:
     scores = {}
     for name in names:
-        labels = list(nlp.get_pipe(name).labels)
-        with only_component(nlp, name):
-            docs = list(nlp.pipe([doc.text for doc in gold_docs]))
-        scores[name] = score_matrix(docs, labels)
+        docs = predict_docs(nlp, [doc.text for doc in gold_docs], None, f"check '{name}'", name)
+        scores[name] = score_matrix(docs, list(nlp.get_pipe(name).labels))
     return scores
 
 

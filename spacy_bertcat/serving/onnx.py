@@ -26,7 +26,6 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import numpy
 import torch
 from torch import nn
 
@@ -158,10 +157,9 @@ def make_session(onnx_model: bytes) -> Any:
 class _Windows(nn.Module):
     """The exported function: padded windows -> (logits[, first-token hidden])."""
 
-    def __init__(self, model: WindowClassifier, with_types: bool) -> None:
+    def __init__(self, model: WindowClassifier) -> None:
         super().__init__()
         self.model = model
-        self.with_types = with_types
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *types: torch.Tensor):
         logits, hidden = self.model.classify_windows(input_ids, attention_mask, types[0] if types else None)
@@ -190,7 +188,7 @@ def export_onnx(model: WindowClassifier, sample: WindowBatch) -> bytes:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                _Windows(model, with_types), args, buffer, dynamo=False, input_names=names,
+                _Windows(model), args, buffer, dynamo=False, input_names=names,
                 output_names=outputs, dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True,
             )
     except Exception as e:  # the exporter raises many kinds
@@ -362,14 +360,3 @@ def _check(graph: bytes, config: Dict[str, Any], model: WindowClassifier, runtim
 
 def describe(runtime: Dict[str, Any]) -> str:
     return f"{runtime.get('engine')} {'int8' if runtime.get('int8') else 'float32'}"
-
-
-def agreement(expected: numpy.ndarray, found: numpy.ndarray) -> Dict[str, float]:
-    """RETURNS: How two score matrices (docs x labels) agree: the share of equal
-    argmax decisions and the largest score difference."""
-    if not len(expected):
-        return {"argmax_agreement": 1.0, "max_score_difference": 0.0}
-    return {
-        "argmax_agreement": float((expected.argmax(1) == found.argmax(1)).mean()),
-        "max_score_difference": float(numpy.abs(expected - found).max()),
-    }
