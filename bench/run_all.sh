@@ -20,3 +20,5 @@ $PY bench/multilabel.py --steps 600 --systems shipped_before,default,trainer,svm
 $PY bench/lora_memory.py --steps 32
 $PY bench/calibration.py  # trains four models (cached in /tmp/bertcat-calibration), then calibrates and scores them
 $PY bench/serving.py      # spacy-bertcat optimize on three of those models: accuracy, speed, memory, size
+$PY bench/ray_predict.py --rows 2000 --batch-size 64 --concurrency 1,2  # Ray Data prediction vs nlp.pipe on the same cores, time to first result
+$PY bench/distributed_train.py --train 2000 --steps 40 --batch-size 32 --max-length 128  # 1 vs 2 gloo workers, all-reduce time (MiniLM, bert-base)

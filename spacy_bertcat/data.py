@@ -17,7 +17,7 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import IO, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
@@ -124,44 +124,60 @@ def read_rows(
         raise ValueError(Errors.BC043.format(path=path, detail="the file does not exist"))
     with path.open(encoding=encoding or "utf-8-sig", newline="") as file_:
         try:
-            if file_format == "jsonl":
-                for i, line in enumerate(file_, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as e:
-                        if keep_invalid:
-                            yield i, InvalidRow(f"invalid JSON ({e.msg})")
-                            continue
-                        raise ValueError(Errors.BC031.format(path=path, line=i, reason=e.msg)) from e
-                    if not isinstance(row, dict):
-                        problem = f"expected a JSON object, got {type(row).__name__}"
-                        if keep_invalid:
-                            yield i, InvalidRow(problem)
-                            continue
-                        raise ValueError(Errors.BC030.format(path=path, line=i, problem=problem))
-                    yield i, row
-            elif file_format in ("csv", "tsv"):
-                lines = _LineCounter(file_)
-                reader = csv.DictReader(lines, delimiter="\t" if file_format == "tsv" else ",")
-                reader.fieldnames  # read the header
-                lines.first = None
-                for row in reader:
-                    start, lines.first = lines.first, None  # the row's first line
-                    if None in row or any(value is None for value in row.values()):
-                        problem = f"it has {len(reader.fieldnames or [])} columns in the header but a different number here"
-                        if keep_invalid:
-                            yield start, InvalidRow(problem)
-                            continue
-                        raise ValueError(Errors.BC030.format(path=path, line=start, problem=problem))
-                    yield start, dict(row)
-            else:  # txt
-                for i, line in enumerate(file_, start=1):
-                    if keep_blank or line.strip():
-                        yield i, {"text": line.rstrip("\r\n")}
+            yield from read_stream_rows(file_, file_format, path, keep_invalid=keep_invalid, keep_blank=keep_blank)
         except UnicodeDecodeError as e:
             raise ValueError(Errors.BC047.format(path=path, encoding=encoding or "UTF-8", reason=e.reason)) from e
+
+
+def read_stream_rows(
+    file_: IO[str], file_format: str, path: Union[str, Path], *, keep_invalid: bool = False, keep_blank: bool = False,
+) -> Iterator[Tuple[int, Dict[str, Any]]]:
+    """Read the raw rows of an open JSONL, CSV, TSV or text stream (see read_rows),
+    e.g. a file read whole into memory (Ray prediction reads its shards this way).
+
+    file_ (IO[str]): The text stream, opened with newline="".
+    file_format (str): One of jsonl, csv, tsv, txt.
+    path (Union[str, Path]): Its name, for error messages.
+    keep_invalid (bool): See read_rows.
+    keep_blank (bool): See read_rows.
+    YIELDS (Tuple[int, Dict[str, Any]]): The line of each row and its fields.
+    """
+    if file_format == "jsonl":
+        for i, line in enumerate(file_, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                if keep_invalid:
+                    yield i, InvalidRow(f"invalid JSON ({e.msg})")
+                    continue
+                raise ValueError(Errors.BC031.format(path=path, line=i, reason=e.msg)) from e
+            if not isinstance(row, dict):
+                problem = f"expected a JSON object, got {type(row).__name__}"
+                if keep_invalid:
+                    yield i, InvalidRow(problem)
+                    continue
+                raise ValueError(Errors.BC030.format(path=path, line=i, problem=problem))
+            yield i, row
+    elif file_format in ("csv", "tsv"):
+        lines = _LineCounter(file_)
+        reader = csv.DictReader(lines, delimiter="\t" if file_format == "tsv" else ",")
+        reader.fieldnames  # read the header
+        lines.first = None
+        for row in reader:
+            start, lines.first = lines.first, None  # the row's first line
+            if None in row or any(value is None for value in row.values()):
+                problem = f"it has {len(reader.fieldnames or [])} columns in the header but a different number here"
+                if keep_invalid:
+                    yield start, InvalidRow(problem)
+                    continue
+                raise ValueError(Errors.BC030.format(path=path, line=start, problem=problem))
+            yield start, dict(row)
+    else:  # txt
+        for i, line in enumerate(file_, start=1):
+            if keep_blank or line.strip():
+                yield i, {"text": line.rstrip("\r\n")}
 
 
 class _LineCounter:

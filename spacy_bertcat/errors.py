@@ -414,3 +414,77 @@ class Errors(metaclass=ErrorsWithCodes):
         "`spacy-bertcat optimize` on the original pipeline to make another "
         "variant (e.g. float32 instead of int8)."
     )
+    # Data-parallel training (spacy_bertcat/distributed/): BC067-BC071, BC078.
+    BC067 = (
+        "Data-parallel training keeps only bertcat components in sync across the "
+        "workers, and this pipeline also trains: {names}. Each worker would "
+        "train its own copy of them on its share of the data. Add them to "
+        "[training.frozen_components] (or [training.annotating_components] with "
+        "them frozen), or train them in a separate single-worker run and source "
+        "them into this pipeline."
+    )
+    BC068 = (
+        "Worker {rank}: {what} failed at step {step} ({detail}). Another worker "
+        "stopped (it crashed, was killed or ran out of memory: its own error is "
+        "printed above or in its log) or did not answer within the timeout "
+        "(--timeout, for the slowest evaluation or save of worker 0 too). "
+        "Training stopped on every worker; model-last holds the last complete "
+        "save. Fix the failed worker's problem and train again."
+    )
+    BC069 = (
+        "The workers were not started with the same config and overrides "
+        "(workers {ranks} differ from worker 0): every worker must read the same "
+        "settings and corpus paths. Pass the same command line to every node (a "
+        "shared config file, the same --paths.* overrides)."
+    )
+    BC070 = (
+        "The workers were not reading the same training batches at step {step}: "
+        "their corpora differ (other files, or a file that changed on one node) "
+        "or a corpus reader shuffles with its own random state. Every worker "
+        "reads the whole corpus, shuffled with [training] seed, and learns from "
+        "its share of each step's batches: give every node the same files."
+    )
+    BC071 = (
+        "Cannot start data-parallel training: {detail}."
+    )
+    BC078 = (
+        "Training failed: worker {rank} (pid {pid}) stopped first, with {how}, "
+        "and the launcher stopped the other workers. {printed}model-last (if "
+        "any) holds the last complete save."
+    )
+    # Ray Data prediction (spacy_bertcat/ray.py, predict --engine ray): BC072-BC077.
+    BC072 = (
+        "Ray prediction needs Ray Data, which is not installed. Run `pip install "
+        "\"spacy-bertcat[ray]\"` (or `pip install \"ray[data]\"`), or predict "
+        "without Ray: `spacy-bertcat predict` with --engine local, or nlp.pipe."
+    )
+    BC073 = (
+        "The dataset has no column '{column}' with the texts to classify; its "
+        "columns are {columns}. Name the text column with text_column= (or "
+        "--text-field on the command line)."
+    )
+    BC074 = (
+        "Invalid {setting}={value} for Ray prediction: {detail}. The settings are "
+        "described in `spacy-bertcat predict --help` and in the docstring of "
+        "spacy_bertcat.ray.predict."
+    )
+    BC075 = (
+        "Cannot load the pipeline '{model}' for Ray prediction: {detail}. Give the "
+        "path of a pipeline saved with nlp.to_disk (e.g. training/model-best) or "
+        "the name of an installed pipeline package. Each Ray actor loads it by "
+        "itself, so on a cluster the path must be readable at the same place on "
+        "every node (a shared file system), or the package installed on each."
+    )
+    BC076 = (
+        "The output folder {path} exists and is not empty. Give a new (or empty) "
+        "folder: the shards are written into a hidden folder beside it and "
+        "renamed to it only when the run is complete, so a run never mixes its "
+        "files with other files or replaces earlier results."
+    )
+    BC077 = (
+        "The Ray write tasks wrote {written} rows, but the output folder holds "
+        "{found}: tasks on other nodes of the cluster wrote their shards to their "
+        "own disks. {path} was not created. On a cluster, write to a path every "
+        "node shares (a shared file system) or use spacy_bertcat.ray.predict and "
+        "the Dataset's write_parquet to cloud storage."
+    )

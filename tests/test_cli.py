@@ -12,7 +12,7 @@ from spacy_bertcat.cli import app
 from spacy_bertcat.cli.find_thresholds import find_thresholds
 from spacy_bertcat.data import read_docbin
 
-from .util import MULTI_DATA, SINGLE_DATA, make_examples, tiny_config
+from .util import MULTI_DATA, SINGLE_DATA, train_tiny
 
 runner = CliRunner()
 
@@ -29,14 +29,7 @@ def invoke(*args):
 
 
 def train_pipeline(name, factory, data, path, steps=30):
-    nlp = spacy.blank("en")
-    nlp.add_pipe(factory, config=tiny_config(name))
-    examples = make_examples(nlp, data)
-    optimizer = nlp.initialize(lambda: examples)
-    optimizer.learn_rate = 3e-3
-    for _ in range(steps):
-        nlp.update(examples, sgd=optimizer)
-    nlp.to_disk(path)
+    train_tiny(name, factory, data, steps, learn_rate=3e-3).to_disk(path)
     return path
 
 

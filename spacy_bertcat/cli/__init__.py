@@ -6,9 +6,10 @@ Commands: ``convert`` (JSONL/CSV into .spacy, with a seeded stratified split),
 confident errors), ``predict`` (JSONL with doc.cats) and ``find-thresholds``
 (per-label thresholds for multi-label pipelines) and ``calibrate`` (calibrated
 scores and conformal prediction sets, fitted on held-out data) and ``optimize``
-(a pipeline for CPU serving on ONNX Runtime, int8 by default).
+(a pipeline for CPU serving on ONNX Runtime, int8 by default) and ``train``
+(`spacy train`, data-parallel on several workers with --workers or torchrun).
 """
-from . import calibrate, convert, evaluate, find_thresholds, optimize, predict  # noqa: F401  (registers the commands)
+from . import calibrate, convert, evaluate, find_thresholds, optimize, predict, train  # noqa: F401  (registers the commands)
 from ._util import app
 
 

@@ -1,12 +1,13 @@
 """The typer app and helpers shared by the commands (spaCy's CLI conventions)."""
-import contextlib
 import sys
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Tuple, TypeVar
+from typing import Iterable, Iterator, List, Optional, Tuple, TypeVar
 
 import typer
 from spacy.language import Language
 from wasabi import msg
+
+from ..predictions import Classifier, only_component  # noqa: F401  (used by the commands)
 
 NAME = "spacy-bertcat"
 HELP = """spacy-bertcat: data conversion, evaluation reports, prediction and
@@ -76,16 +77,6 @@ def count_lines(path: Path, blank: bool = False) -> Optional[int]:
         return sum(1 for line in file_ if blank or line.strip())
 
 
-@contextlib.contextmanager
-def only_component(nlp: Language, name: str) -> Iterator[None]:
-    """Run the pipeline without the other components that write doc.cats, so
-    doc.cats holds exactly the named classifier's scores (two classifiers may
-    predict labels of the same name)."""
-    others = [n for n in nlp.pipe_names if n != name and "doc.cats" in nlp.get_pipe_meta(n).assigns]
-    with nlp.select_pipes(disable=others) if others else contextlib.nullcontext():
-        yield
-
-
 def parse_label_list(value: Optional[str]) -> Optional[List[str]]:
     """RETURNS (Optional[List[str]]): Labels from "A,B,C" (None stays None)."""
     if value is None:
@@ -116,39 +107,6 @@ def _app_callback(
     # A callback keeps `spacy-bertcat COMMAND` a command group even when only one
     # command is registered (typer would otherwise run that command directly).
     pass
-
-
-class Classifier:
-    """What the commands need to know about a pipeline's text classifier.
-
-    name (str): The component's name.
-    factory (str): Its factory.
-    labels (List[str]): Its labels.
-    exclusive (bool): Exclusive classes (softmax-like) or multi-label.
-    thresholds (Dict[str, float]): Per-label decision thresholds (multi-label).
-    """
-
-    def __init__(self, nlp: Language, name: Optional[str] = None) -> None:
-        from ..errors import Errors
-
-        if name is None:
-            names = [n for n in nlp.pipe_names if "doc.cats" in nlp.get_pipe_meta(n).assigns]
-            if not names:
-                raise ValueError(Errors.BC033.format(detail=" (none assigns doc.cats)", names=nlp.pipe_names))
-            name = names[0]
-        if name not in nlp.pipe_names:
-            raise ValueError(Errors.BC033.format(detail=f" named '{name}'", names=nlp.pipe_names))
-        self.name = name
-        self.pipe = nlp.get_pipe(name)
-        self.factory = nlp.get_pipe_meta(name).factory
-        self.labels = list(getattr(self.pipe, "labels", ()))
-        exclusive = getattr(self.pipe, "exclusive", None)
-        self.exclusive = bool(exclusive) if exclusive is not None else "multilabel" not in self.factory
-        if hasattr(self.pipe, "thresholds"):
-            self.thresholds: Dict[str, float] = dict(self.pipe.thresholds)
-        else:
-            default = getattr(self.pipe, "cfg", {}).get("threshold", 0.5)
-            self.thresholds = {label: default for label in self.labels}
 
 
 def predict_docs(nlp: Language, texts: List[str], batch_size: Optional[int], desc: str, component: str) -> List:

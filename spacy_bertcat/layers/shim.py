@@ -85,6 +85,8 @@ class BertCatShim(PyTorchShim):
         self.adapter_targets: Optional[List[str]] = None
         self.adapter_base: Optional[str] = None  # fingerprint of the base the adapter was injected into
         self._adapter_pending = False  # merged weights loaded: inject at the first update
+        # Data-parallel training: (params, local_docs, grad_scale) -> total docs
+        self.grad_reducer: Optional[Callable[[List[torch.nn.Parameter], float, float], float]] = None
 
     @property
     def model(self) -> Optional[WindowClassifier]:
@@ -257,15 +259,30 @@ class BertCatShim(PyTorchShim):
         return logits, backprop
 
     def finish_update(self, optimizer: Optimizer) -> None:
-        """Take one optimizer step over the gradients accumulated since the last."""
-        if self._model is None or self._accumulated == 0:
+        """Take one optimizer step over the gradients accumulated since the last.
+
+        With a `grad_reducer` (data-parallel training, distributed/allreduce.py),
+        every worker calls this at every step, also one that had no documents: the
+        reducer sums the workers' gradients (each made a sum over its documents)
+        and their document counts, so the step divides by the documents of all
+        workers, as one worker with their whole batch would."""
+        if self._model is None or (self._accumulated == 0 and self.grad_reducer is None):
             return
         if self._step is None:
             groups = param_groups(
                 self._model, self.encoder_map, self.cfg["head_lr_scale"], self.cfg["layer_lr_decay"]
             )
             self._step = OptimizerStep(groups, self.id)
-        divisor = self._accumulated * self.loss_scale.value
+        if self.grad_reducer is not None:
+            local_docs = round(self._accumulated * self._first_docs)  # a count, summed from ratios
+            total_docs = self.grad_reducer(self._step.params, local_docs, self._first_docs)
+            self._accumulated = 0
+            if total_docs == 0:  # no worker had a document: no step, as on one worker
+                self._step.zero_grad()
+                return
+            divisor = total_docs * self.loss_scale.value
+        else:
+            divisor = self._accumulated * self.loss_scale.value
         self.last_step = self._step(optimizer, grad_divisor=divisor)
         self.loss_scale.update(found_inf=self.last_step.skipped)
         self._accumulated = 0
