@@ -386,17 +386,90 @@ def read_files(files: Sequence[Tuple[str, str]], *, text_column: str = "text") -
     """RETURNS (ray.data.Dataset): The records of the files (see resolve_inputs), in
     order, with their source, line (or row) and error (null where the record can
     be read), the text column always present (null where the record has no
-    string text)."""
+    string text).
+
+    Every file's table gets one schema, unified over all files first (a pass
+    that parses each file for its schema): a field missing from a file is null
+    there, numbers of several types become float64, and a field whose types
+    cannot be unified (ids that are numbers in one file and strings in another)
+    becomes text in every file. Without this, Ray stops the whole run when it
+    meets two files whose fields differ in type.
+    """
+    import pyarrow as pa
+
     ray = import_ray()
     sources = {path: source for path, source in files}
     ds = ray.data.read_binary_files([path for path, _ in files], include_paths=True, num_cpus=0)
+    kwargs = {"sources": sources, "text_column": text_column}
+    found = ds.map_batches(_file_schemas, batch_size=1, batch_format="pyarrow", num_cpus=0, fn_kwargs=kwargs).take_all()
+    schema = unified_schema([pa.ipc.read_schema(pa.py_buffer(row["schema"])) for row in found])
     return ds.map_batches(_parse_files, batch_size=1, batch_format="pyarrow", num_cpus=0,
-                          fn_kwargs={"sources": sources, "text_column": text_column})
+                          fn_kwargs={**kwargs, "schema": schema})
 
 
-def _parse_files(batch: "pyarrow.Table", sources: Dict[str, str], text_column: str) -> Iterator["pyarrow.Table"]:
+def _parse_files(batch: "pyarrow.Table", sources: Dict[str, str], text_column: str,
+                 schema: Optional["pyarrow.Schema"] = None) -> Iterator["pyarrow.Table"]:
     for data, path in zip(batch.column("bytes").to_pylist(), batch.column("path").to_pylist()):
-        yield parse_file(data, sources.get(path) or os.path.basename(path), text_column)
+        table = parse_file(data, sources.get(path) or os.path.basename(path), text_column)
+        yield table if schema is None else conform(table, schema)
+
+
+def _file_schemas(batch: "pyarrow.Table", sources: Dict[str, str], text_column: str) -> Iterator["pyarrow.Table"]:
+    import pyarrow as pa
+
+    for table in _parse_files(batch, sources, text_column):
+        yield pa.table({"schema": pa.array([table.schema.serialize().to_pybytes()], type=pa.binary())})
+
+
+def unified_schema(schemas: Sequence["pyarrow.Schema"]) -> "pyarrow.Schema":
+    """RETURNS (pyarrow.Schema): One schema for tables with these schemas: each
+    field in order of first appearance, with the type Arrow promotes its types to
+    (null and int64 -> int64, int64 and float64 -> float64), or string where they
+    have none (int64 and string)."""
+    import pyarrow as pa
+
+    types: Dict[str, List[Any]] = {}
+    for schema in schemas:
+        for field in schema:
+            types.setdefault(field.name, []).append(field.type)
+    fields = []
+    for name, found in types.items():
+        try:
+            unified = pa.unify_schemas([pa.schema([(name, t)]) for t in found], promote_options="permissive")
+            type_ = unified.field(name).type
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            type_ = pa.string()
+        fields.append(pa.field(name, pa.string() if pa.types.is_null(type_) else type_))
+    return pa.schema(fields)
+
+
+def conform(table: "pyarrow.Table", schema: "pyarrow.Schema") -> "pyarrow.Table":
+    """RETURNS (pyarrow.Table): `table` with `schema`'s columns, in its order:
+    missing columns null, others cast; a value that cannot be cast to text (a
+    list, a struct) becomes its JSON text."""
+    import pyarrow as pa
+
+    columns = []
+    for field in schema:
+        if field.name not in table.column_names:
+            columns.append(pa.nulls(table.num_rows, type=field.type))
+            continue
+        column = table.column(field.name)
+        if column.type == field.type:
+            columns.append(column)
+            continue
+        try:
+            columns.append(column.cast(field.type))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            if not pa.types.is_string(field.type):
+                raise
+            columns.append(pa.array(_as_text(column.to_pylist()), type=pa.string()))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _as_text(values: List[Any]) -> List[Optional[str]]:
+    """Strings as they are, other values as JSON text, nulls null."""
+    return [v if v is None or isinstance(v, str) else json.dumps(v, ensure_ascii=False) for v in values]
 
 
 def parse_file(data: bytes, source: str, text_column: str = "text") -> "pyarrow.Table":
@@ -477,7 +550,7 @@ def _array(values: List[Any], string: bool = False) -> "pyarrow.Array":
     try:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
-        return pa.array([None if v is None else json.dumps(v, ensure_ascii=False) for v in values], type=pa.string())
+        return pa.array(_as_text(values), type=pa.string())
 
 
 def count_output(folder: Path, output_format: str) -> RayPredictResult:

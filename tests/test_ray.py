@@ -250,6 +250,28 @@ def test_predict_files_folder_of_csv_and_parquet_to_jsonl(single_model, tmp_path
     assert_scores(lines[:-1], expected_rows(single_model, texts))
 
 
+def test_files_whose_fields_differ_in_type_get_one_schema(single_model, tmp_path):
+    """Messy real shards: an id that is a number in one file and a string in
+    another, numbers of two types, a field only one file has. Every row comes out
+    under one schema (Ray stops the whole run on two blocks whose types clash)."""
+    source = tmp_path / "in"
+    source.mkdir()
+    (source / "a.jsonl").write_text('{"id": 1, "text": "a good film", "n": 1}\n{"id": 2, "text": "bad", "n": 2}\n')
+    (source / "b.jsonl").write_text('{"id": "x3", "text": "great", "n": 2.5, "tags": ["a"]}\n{"id": "x4", "text": "awful"}\n')
+    result = bertcat_ray.predict_files(single_model, source, tmp_path / "out")
+    assert (result.n_rows, result.n_errors) == (4, 0)
+    rows = bertcat_ray.read_output(tmp_path / "out").to_pylist()
+    assert [r["id"] for r in rows] == ["1", "2", "x3", "x4"]
+    assert [r["n"] for r in rows] == [1.0, 2.0, 2.5, None]
+    assert [r["tags"] for r in rows] == [None, None, ["a"], None]
+    assert all(r["predicted_label"] in ("POS", "NEG") for r in rows)
+
+
+def test_mixed_values_within_a_file_keep_strings_as_they_are():
+    table = bertcat_ray.parse_file(b'{"id": 1, "text": "a"}\n{"id": "x2", "text": "b"}\n', "a.jsonl")
+    assert table.column("id").to_pylist() == ["1", "x2"]
+
+
 def test_predict_table_passes_errors_and_replaces_prediction_columns(single_model):
     """The batch function without Ray: a read error predict_files set stays (the
     record is not classified); input columns named like a prediction field
