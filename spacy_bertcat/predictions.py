@@ -18,11 +18,12 @@ Only the chosen classifier runs (``only_component``): the other components that 
 spent on classifiers whose results would be dropped.
 """
 import contextlib
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, TypeVar
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, TypeVar, Union
 
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from .data import InvalidRow
 from .errors import Errors
 from .labels import SETS
 
@@ -91,6 +92,17 @@ def text_problem(value: Any, text_field: str, fields: Optional[Iterable[str]] = 
     if not isinstance(value, str):
         return f"the text field '{text_field}' must be a string, got {value!r}"
     return None
+
+
+def record_problem(row: Union[Dict[str, Any], InvalidRow], text_field: str) -> Optional[str]:
+    """RETURNS (Optional[str]): Why a record read from a file (data.read_rows)
+    cannot be classified: it could not be read, it has no text field, or its text
+    is not a string; None if it can."""
+    if isinstance(row, InvalidRow):
+        return row.problem
+    if text_field not in row:
+        return text_problem(None, text_field, row)
+    return text_problem(row[text_field], text_field)
 
 
 def prediction_fields(classifier: Classifier, doc: Doc) -> Dict[str, Any]:

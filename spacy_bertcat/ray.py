@@ -48,9 +48,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from .data import InvalidRow, detect_format, read_stream_rows
+from .data import detect_format, read_stream_rows
 from .errors import Errors
-from .predictions import PREDICTION_FIELDS, Classifier, predict_texts, text_problem
+from .predictions import PREDICTION_FIELDS, Classifier, predict_texts, record_problem, text_problem
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow
@@ -496,12 +496,7 @@ def parse_file(data: bytes, source: str, text_column: str = "text") -> "pyarrow.
     columns: Dict[str, List[Any]] = {"source": [], "line": [], text_column: []}
     errors = []
     for i, (line, row) in enumerate(rows):
-        if isinstance(row, InvalidRow):
-            error: Optional[str] = row.problem
-        elif text_column not in row:
-            error = text_problem(None, text_column, row)
-        else:
-            error = text_problem(row[text_column], text_column)
+        error = record_problem(row, text_column)
         errors.append(error)
         record = {"source": source, "line": line, **{k: v for k, v in row.items() if k not in ("source", "line", "error")}}
         if error is not None:

@@ -31,9 +31,9 @@ import typer
 from spacy.language import Language
 from wasabi import msg
 
-from ..data import InvalidRow, detect_format, read_rows
+from ..data import detect_format, read_rows
 from ..errors import Errors
-from ..predictions import predict_records, text_problem
+from ..predictions import predict_records, record_problem
 from ._util import Arg, Classifier, Opt, app, count_lines, load_pipeline, progress
 
 STDOUT = "-"
@@ -175,12 +175,7 @@ def _records(input_path: Path, file_format: str, text_field: str) -> Iterator[Tu
     """YIELDS (Tuple[int, Dict[str, Any], Optional[str]]): Each record's line, its
     fields and, if it cannot be classified, why."""
     for line, row in read_rows(input_path, file_format, keep_invalid=True, keep_blank=file_format == "txt"):
-        if isinstance(row, InvalidRow):
-            yield line, {}, row.problem
-        elif text_field not in row:
-            yield line, row, text_problem(None, text_field, row)
-        else:
-            yield line, row, text_problem(row[text_field], text_field)
+        yield line, row, record_problem(row, text_field)  # an InvalidRow is an empty dict
 
 
 def _write_rows(

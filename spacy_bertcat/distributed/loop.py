@@ -1,7 +1,7 @@
 """spaCy's own training loop, data-parallel: each worker runs `spacy.training.loop.train`
 (the loop of `spacy train`) with three parts swapped for the run.
 
-- Batches (``global_batches``, ``shard_batches``): the config's batch size is per
+- Batches (``scaled_batcher``, ``shard_batches``): the config's batch size is per
   worker. Every worker reads the same corpus, shuffles it with the same seed and
   batches it with the configured batcher at N times its size, so each step's
   global batch is the one a single worker with batch N x B would take; worker r
@@ -27,7 +27,6 @@ in [training.frozen_components] or train them separately.
 """
 import contextlib
 import hashlib
-import io
 import os
 import sys
 import warnings
@@ -87,18 +86,6 @@ def shard_batches(batches: Batches, sync: StepSync) -> Iterator[Tuple[int, List[
         batch = list(batch)
         sync.set_batches([eg.reference.text for eg in batch])
         yield epoch, batch[sync.rank :: sync.world_size]
-
-
-def global_batches(nlp: Language, batches: Callable[[Callable], Batches], batcher: Callable,
-                   sync: StepSync) -> Batches:
-    """RETURNS (Batches): The steps' global batches: those of the configured
-    batcher with its size times the workers (as one worker with batch N x B
-    would take them), or, for a size schedule, N consecutive batches merged."""
-    config = nlp.config.interpolate()["training"]["batcher"]
-    scaled = scaled_batcher(config, sync.world_size)
-    if scaled is not None:
-        return batches(scaled)
-    return merge_batches(batches(batcher), sync.world_size)
 
 
 def shared_evaluation(evaluate: Callable[[], Tuple[float, Dict[str, Any]]], sync: StepSync):
@@ -201,10 +188,12 @@ def patched_loop(sync: StepSync) -> Iterator[None]:
     }
 
     def sharded_train_batches(nlp, corpus, batcher, max_epochs):
-        def batches(with_batcher):
-            return originals["create_train_batches"](nlp, corpus, with_batcher, max_epochs)
-
-        return shard_batches(global_batches(nlp, batches, batcher, sync), sync)
+        # The steps' global batches: the configured batcher's at N times its size
+        # (as one worker with batch N x B takes them), or, for a size schedule, N
+        # consecutive batches merged.
+        scaled = scaled_batcher(nlp.config.interpolate()["training"]["batcher"], sync.world_size)
+        batches = originals["create_train_batches"](nlp, corpus, scaled or batcher, max_epochs)
+        return shard_batches(batches if scaled else merge_batches(batches, sync.world_size), sync)
 
     def shared_evaluation_callback(*args, **kwargs):
         return shared_evaluation(originals["create_evaluation_callback"](*args, **kwargs), sync)
@@ -247,33 +236,37 @@ def train_worker(
     from spacy.training.loop import train as train_nlp
 
     leader = sync.rank == 0
-    with (contextlib.nullcontext() if leader else _quiet()), show_validation_error(config_path):
-        config = util.load_config(config_path, overrides=overrides, interpolate=False)
-    check_same_config(config, sync)
-    if config["training"].get("seed") is None:
-        raise SameOnEveryWorker(Errors.BC071.format(detail="[training] seed is null: every worker must shuffle the corpus "
-                                             "with the same seed; set `--training.seed 0` (or any number)"))
-    if not leader:
-        # One logger (worker 0's): a wandb/MLflow logger on every worker would open N runs.
-        config["training"]["logger"] = {"@loggers": "spacy.ConsoleLogger.v1", "progress_bar": False}
-    stdout: Any = sys.stdout if leader else io.StringIO()
-    with show_validation_error(config_path, hint_fill=False):
-        with (contextlib.nullcontext() if leader else _quiet()):
+    with _quiet(not leader):
+        with show_validation_error(config_path):
+            config = util.load_config(config_path, overrides=overrides, interpolate=False)
+        check_same_config(config, sync)
+        if config["training"].get("seed") is None:
+            raise SameOnEveryWorker(Errors.BC071.format(detail="[training] seed is null: every worker must shuffle "
+                                                        "the corpus with the same seed; set `--training.seed 0` (or any number)"))
+        if not leader:
+            # One logger (worker 0's): a wandb/MLflow logger on every worker would open N runs.
+            config["training"]["logger"] = {"@loggers": "spacy.ConsoleLogger.v1", "progress_bar": False}
+        with show_validation_error(config_path, hint_fill=False):
             nlp = init_nlp(config, use_gpu=use_gpu)
-    check_pipeline(nlp, nlp.config["training"]["frozen_components"])
-    reducers = install(nlp, sync)
-    with patched_loop(sync), (contextlib.nullcontext() if leader else _quiet()):
-        train_nlp(nlp, output_path if leader else None, use_gpu=use_gpu, stdout=stdout, stderr=stdout)
+        check_pipeline(nlp, nlp.config["training"]["frozen_components"])
+        reducers = install(nlp, sync)
+        with patched_loop(sync):
+            # sys.stdout now: devnull on the other workers
+            train_nlp(nlp, output_path if leader else None, use_gpu=use_gpu, stdout=sys.stdout, stderr=sys.stdout)
     return nlp, reducers
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Workers other than 0 print nothing: their warnings repeat worker 0's."""
+def _quiet(quiet: bool) -> Iterator[None]:
+    """Workers other than 0 print nothing (`quiet`): their output and warnings
+    repeat worker 0's. Errors still raise."""
+    if not quiet:
+        yield
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
             yield
 
 
-__all__ = ["SameOnEveryWorker", "WorkerLost", "global_batches", "shard_batches", "shared_evaluation", "train_worker"]
+__all__ = ["SameOnEveryWorker", "WorkerLost", "scaled_batcher", "shard_batches", "shared_evaluation", "train_worker"]
