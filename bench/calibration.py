@@ -4,7 +4,7 @@ and Reuters-21578 (multi-label).
 
 Each dataset: the packaged all-MiniLM-L6-v2 fine-tuned with the shipped config
 (`spacy train`; BBC News with the demo's config, long articles in sliding windows),
-calibrated with `spacy_bertcat.calibration` on held-out data (SST-2's dev split, a
+calibrated with `spacy_bertcat.decisions.calibration` on held-out data (SST-2's dev split, a
 held-out 10% of the training split elsewhere: the dev set `spacy train` selected
 `model-best` on), then scored on the test split: accuracy, ECE with 15 equal-width
 and 15 equal-mass bins, Brier score and log loss before and after; empirical coverage
@@ -89,9 +89,9 @@ def train_model(name: str, args, train, held_out, labels) -> Path:
 def measure(name: str, model_path: Path, held_out, test, labels, args) -> List[Dict]:
     import spacy
 
-    from spacy_bertcat.calibration import calibrate_pipe, calibration_metrics, conformal_report, fit_temperature
-    from spacy_bertcat.labels import component_cats, uncalibrated_cats
-    from spacy_bertcat.report import compute_report
+    from spacy_bertcat.decisions.calibration import calibrate_pipe, calibration_metrics, conformal_report, fit_temperature
+    from spacy_bertcat.components.extensions import component_cats, uncalibrated_cats
+    from spacy_bertcat.evaluation.report import compute_report
 
     nlp = spacy.load(model_path)
     pipe = nlp.get_pipe("bertcat")

@@ -1,4 +1,4 @@
-"""Ray Data batch prediction (spacy_bertcat.ray.predict) against single-process `nlp.pipe`.
+"""Ray Data batch prediction (spacy_bertcat.predict.ray.predict) against single-process `nlp.pipe`.
 
 The same saved pipeline (the packaged MiniLM with a bertcat head, or --model) classifies
 the same AG News test texts on the same cores: once with `nlp.pipe` in one process
@@ -67,7 +67,7 @@ def measure_pipe(spec: dict) -> dict:
 def measure_ray(spec: dict) -> dict:
     import ray
 
-    from spacy_bertcat.ray import predict
+    from spacy_bertcat.predict.ray import predict
 
     cores = spec["cores"]
     concurrency = spec["concurrency"]

@@ -12,8 +12,8 @@ import typer
 from wasabi import msg
 
 from spacy_bertcat.cli.evaluate import write_report
-from spacy_bertcat.data import META_KEY, read_docbin
-from spacy_bertcat.report import compute_report, gold_matrix
+from spacy_bertcat.data.records import META_KEY, read_docbin
+from spacy_bertcat.evaluation.report import compute_report, gold_matrix
 
 NAME = "TF-IDF + logistic regression"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import typer
 from wasabi import msg
 
-from spacy_bertcat.data import read_records, record_to_row, write_jsonl
+from spacy_bertcat.data.records import read_records, record_to_row, write_jsonl
 
 
 def bbc_data_dir() -> Path:

@@ -466,7 +466,7 @@ class Errors(metaclass=ErrorsWithCodes):
     BC074 = (
         "Invalid {setting}={value} for Ray prediction: {detail}. The settings are "
         "described in `spacy-bertcat predict --help` and in the docstring of "
-        "spacy_bertcat.ray.predict."
+        "spacy_bertcat.predict.ray.predict."
     )
     BC075 = (
         "Cannot load the pipeline '{model}' for Ray prediction: {detail}. Give the "
@@ -485,6 +485,6 @@ class Errors(metaclass=ErrorsWithCodes):
         "The Ray write tasks wrote {written} rows, but the output folder holds "
         "{found}: tasks on other nodes of the cluster wrote their shards to their "
         "own disks. {path} was not created. On a cluster, write to a path every "
-        "node shares (a shared file system) or use spacy_bertcat.ray.predict and "
+        "node shares (a shared file system) or use spacy_bertcat.predict.ray.predict and "
         "the Dataset's write_parquet to cloud storage."
     )

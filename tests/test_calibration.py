@@ -13,7 +13,7 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 
-from spacy_bertcat.calibration import (
+from spacy_bertcat.decisions.calibration import (
     Calibration,
     calibration_metrics,
     conformal_quantiles,
@@ -317,8 +317,8 @@ def multi_rows(n, seed):
 
 
 def test_multilabel_calibration_keeps_decisions(tiny_bert, tmp_path):
-    from spacy_bertcat.calibration import calibrate_pipe
-    from spacy_bertcat.report import gold_matrix
+    from spacy_bertcat.decisions.calibration import calibrate_pipe
+    from spacy_bertcat.evaluation.report import gold_matrix
 
     nlp = spacy.blank("en")
     nlp.add_pipe("bertcat_multilabel", config=tiny_config(tiny_bert))

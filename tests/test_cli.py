@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from spacy_bertcat.cli import app
 from spacy_bertcat.cli.find_thresholds import find_thresholds
-from spacy_bertcat.data import read_docbin
+from spacy_bertcat.data.records import read_docbin
 
 from .util import MULTI_DATA, SINGLE_DATA, train_tiny
 

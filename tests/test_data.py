@@ -5,8 +5,8 @@ from collections import Counter
 import pytest
 import spacy
 
-from spacy_bertcat.data import META_KEY, Record, read_docbin, read_records, records_to_docs, write_docbin
-from spacy_bertcat.splits import parse_fractions, split_records
+from spacy_bertcat.data.records import META_KEY, Record, read_docbin, read_records, records_to_docs, write_docbin
+from spacy_bertcat.data.splits import parse_fractions, split_records
 
 
 def write_lines(path, lines):

@@ -206,7 +206,7 @@ def test_family_lr_scales_and_decay(family, family_dirs, record_property):
         assert (kind if expected != "top" else index) == (expected if expected != "top" else encoder_map.n_layers - 1), rel
     hf_decay = set(Trainer.get_decay_parameter_names(None, shim.hf_model))
     exempt = {n for n, _ in shim.hf_model.named_parameters()} - hf_decay
-    from spacy_bertcat.training.param_groups import no_decay_names
+    from spacy_bertcat.layers.param_groups import no_decay_names
 
     assert {n[len("hf_model."):] for n in no_decay_names(shim.model) if n.startswith("hf_model.")} == exempt
 

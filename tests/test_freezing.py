@@ -7,8 +7,8 @@ from spacy.cli.train import train
 from spacy.util import registry
 from thinc.api import SGD, Adam, RAdam, fix_random_seed
 
-from spacy_bertcat.training.freezing import unfrozen_layers
-from spacy_bertcat.training.param_groups import lr_scale
+from spacy_bertcat.training.unfreezing import unfrozen_layers
+from spacy_bertcat.layers.param_groups import lr_scale
 
 from .test_pipeline import make_nlp
 from .test_training import CONFIGS, write_corpus

@@ -119,7 +119,7 @@ def test_lora_with_per_layer_settings(tiny_bert):
     positions = pipe.encoder_map.positions()
     trainable = {n for n, p in params(nlp).items() if p.requires_grad and ".lora_" in n}
     assert {positions[n][1] for n in trainable} == {1}
-    from spacy_bertcat.training.param_groups import param_groups
+    from spacy_bertcat.layers.param_groups import param_groups
 
     shim = pipe.model.shims[0]
     scales = {name: g.lr_scale for g in param_groups(shim.model, shim.encoder_map, 3.0, 0.5) for name in g.names}

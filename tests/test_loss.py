@@ -6,7 +6,7 @@ import spacy
 import torch
 from numpy.testing import assert_allclose
 
-from spacy_bertcat.loss import (
+from spacy_bertcat.components.loss import (
     examples_to_truth,
     resolve_class_weights,
     sigmoid_binary_cross_entropy,

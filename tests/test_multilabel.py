@@ -8,9 +8,9 @@ import spacy
 from spacy.cli.train import train
 from spacy.training import Example
 
-from spacy_bertcat.loss import asymmetric_loss, sigmoid_binary_cross_entropy
-from spacy_bertcat.report import best_f1_threshold
-from spacy_bertcat.thresholds import collapsed_labels, tune_with_fallback
+from spacy_bertcat.components.loss import asymmetric_loss, sigmoid_binary_cross_entropy
+from spacy_bertcat.evaluation.report import best_f1_threshold
+from spacy_bertcat.decisions.thresholds import collapsed_labels, tune_with_fallback
 
 from .test_pipeline import make_nlp
 from .test_training import CONFIGS, write_corpus
@@ -202,7 +202,7 @@ def test_asymmetric_loss_from_the_config_trains(tiny_bert):
 def test_softened_balanced_weights_and_saving(tiny_bert, tmp_path):
     """spacy-bertcat.balanced_class_weights.v1: the balanced positive weights
     raised to a power and capped; the pipeline saves and loads with it."""
-    from spacy_bertcat.loss import BalancedWeights
+    from spacy_bertcat.components.loss import BalancedWeights
 
     truth = numpy.array([[1, 0], [0, 0], [0, 0], [0, 1]], dtype="f")
     mask = numpy.ones_like(truth)

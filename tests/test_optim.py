@@ -9,8 +9,8 @@ import torch
 from thinc.api import SGD, Adam
 
 from spacy_bertcat.layers.encoder_map import EncoderMap
-from spacy_bertcat.training.optim import OptimizerStep
-from spacy_bertcat.training.param_groups import no_decay_names, param_groups
+from spacy_bertcat.layers.optim import OptimizerStep
+from spacy_bertcat.layers.param_groups import no_decay_names, param_groups
 
 from .test_pipeline import make_nlp
 
@@ -145,7 +145,7 @@ def test_float16_loss_scale_multiplies_the_mean_loss(tiny_bert):
     """Backward gets the batch's mean-loss gradient times the loss scale: five copies
     of a document give the gradient one copy gives, not five times it (a sum over
     documents would overflow float16 n_docs times sooner)."""
-    from spacy_bertcat.training.optim import LossScale
+    from spacy_bertcat.layers.optim import LossScale
 
     data = [("a great film", {"POS": 1.0, "NEG": 0.0})]
     nlp, examples, _ = make_nlp(tiny_bert, "bertcat", data)

@@ -17,9 +17,9 @@ import numpy
 import pytest
 import spacy
 
-from spacy_bertcat.calibration import calibrate_pipe
-from spacy_bertcat.predictions import Classifier
-from spacy_bertcat.report import gold_matrix
+from spacy_bertcat.decisions.calibration import calibrate_pipe
+from spacy_bertcat.components.pipes import Classifier
+from spacy_bertcat.evaluation.report import gold_matrix
 
 from .util import MULTI_DATA, SINGLE_DATA, WORDS, make_examples, train_tiny
 
@@ -27,7 +27,7 @@ ray = pytest.importorskip("ray")
 pa = pytest.importorskip("pyarrow")
 pytest.importorskip("ray.data")
 
-from spacy_bertcat import ray as bertcat_ray  # noqa: E402
+from spacy_bertcat.predict import ray as bertcat_ray  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
 PREDICTOR = "BertcatPredictor"  # in the process title of a Ray Data map actor: ray::MapWorker(MapBatches(BertcatPredictor))
@@ -316,6 +316,6 @@ def test_without_ray_the_package_imports_and_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails
     with pytest.raises(ValueError, match=r'BC072.*pip install "spacy-bertcat\[ray\]"'):
         bertcat_ray.import_ray()
-    code = "import sys; sys.modules['ray'] = None\nimport spacy_bertcat, spacy_bertcat.ray, spacy_bertcat.cli\nprint('ok')"
+    code = "import sys; sys.modules['ray'] = None\nimport spacy_bertcat, spacy_bertcat.predict.ray, spacy_bertcat.cli\nprint('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

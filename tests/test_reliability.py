@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from spacy.util import registry
 
-from spacy_bertcat.pipeline import BertCat
-from spacy_bertcat.training import checkpoint
+from spacy_bertcat.components.bertcat import BertCat
+from spacy_bertcat.data import atomic
 
 from .test_pipeline import assert_same_cats, make_nlp
 from .test_training import CONFIGS, write_corpus
@@ -160,7 +160,7 @@ def test_atomic_save_killed_midway_keeps_the_previous_pipeline(trained, tmp_path
     atomic_save(trained, tmp_path / "p")
     expected = [d.cats for d in spacy.load(tmp_path / "p").pipe(["good film"])]
     if not exchange:
-        monkeypatch.setattr(checkpoint, "_exchange", lambda a, b: False)
+        monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)
     monkeypatch.setitem(trained.meta, "description", "the second save")
 
     def die(self, path, **kwargs):
@@ -175,7 +175,7 @@ def test_atomic_save_killed_midway_keeps_the_previous_pipeline(trained, tmp_path
     assert_same_cats([d.cats for d in spacy.load(tmp_path / "p").pipe(["good film"])], expected)
     # The same path, not killed this time, takes the new save.
     if not exchange:
-        monkeypatch.setattr(checkpoint, "_exchange", lambda a, b: False)
+        monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)
     monkeypatch.setitem(trained.meta, "description", "the second save")
     atomic_save(trained, tmp_path / "p")
     assert "the second save" in (tmp_path / "p" / "meta.json").read_text()

@@ -14,8 +14,8 @@ import numpy
 import pytest
 import spacy
 
-from spacy_bertcat.calibration import calibrate_pipe
-from spacy_bertcat.report import gold_matrix
+from spacy_bertcat.decisions.calibration import calibrate_pipe
+from spacy_bertcat.evaluation.report import gold_matrix
 
 from .test_pipeline import assert_same_cats
 from .util import MULTI_DATA, SINGLE_DATA, make_examples, tiny_config

@@ -87,7 +87,7 @@ def test_batch_by_length():
 def test_text_length_is_the_length_of_the_text_without_building_it(text):
     from spacy.training import Example
 
-    from spacy_bertcat.training.batching import text_length
+    from spacy_bertcat.data.text import text_length
 
     doc = spacy.blank("en").make_doc(text)
     assert text_length(doc) == len(doc.text) == len(text)

@@ -309,8 +309,8 @@ def test_precision_recall_picture_hides_nothing():
     and a chance line at each label's prevalence."""
     import numpy
 
-    from spacy_bertcat.plots import pr_figure
-    from spacy_bertcat.report import compute_report
+    from spacy_bertcat.evaluation.plots import pr_figure
+    from spacy_bertcat.evaluation.report import compute_report
 
     rng = numpy.random.default_rng(0)
     gold = (rng.random((200, 3)) < [0.5, 0.2, 0.05]).astype("f")

@@ -7,7 +7,8 @@ import typer
 from spacy.language import Language
 from wasabi import msg
 
-from ..predictions import Classifier, only_component  # noqa: F401  (used by the commands)
+from ..components.pipes import Classifier, classify_texts, only_component  # noqa: F401  (used by the commands)
+from ..data.atomic import save_directory_atomically
 
 NAME = "spacy-bertcat"
 HELP = """spacy-bertcat: data conversion, evaluation reports, prediction and
@@ -110,29 +111,12 @@ def _app_callback(
 
 
 def predict_docs(nlp: Language, texts: List[str], batch_size: Optional[int], desc: str, component: str) -> List:
-    """RETURNS (List[Doc]): The pipeline's docs for the texts, with a progress bar,
-    from the pipeline without the other classifiers (see only_component)."""
-    with only_component(nlp, component):
-        docs = nlp.pipe(texts, batch_size=batch_size or nlp.batch_size)
-        return list(progress(docs, total=len(texts), desc=desc))
+    """RETURNS (List[Doc]): The classifier's docs for the texts (classify_texts),
+    with a progress bar."""
+    return classify_texts(nlp, component, texts, batch_size=batch_size,
+                          progress=lambda docs: progress(docs, total=len(texts), desc=desc))
 
 
 def save_pipeline(nlp: Language, target: Path) -> None:
-    """Save a pipeline so that `target` is never half written: into a new folder
-    beside it, which then takes its place (an existing pipeline there is replaced
-    only once the new one is complete)."""
-    import secrets
-    import shutil
-
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
-    old = target.parent / f".{target.name}.{secrets.token_hex(4)}.old"
-    try:
-        nlp.to_disk(tmp)
-        if target.exists():
-            target.rename(old)
-        tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+    """Save a pipeline so that `target` is never half written (data/atomic.py)."""
+    save_directory_atomically(target, nlp.to_disk)

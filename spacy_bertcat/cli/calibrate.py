@@ -7,10 +7,10 @@ from typing import Any, Dict, List, Optional
 from spacy.language import Language
 from wasabi import msg
 
-from ..calibration import calibrate_pipe
-from ..data import read_labelled_docs
+from ..decisions.calibration import calibrate_pipe
+from ..data.records import read_labelled_docs
 from ..errors import Errors
-from ..report import gold_matrix
+from ..evaluation.report import gold_matrix
 from ._util import Arg, Classifier, Opt, app, load_pipeline, save_pipeline
 
 

@@ -7,9 +7,9 @@ from typing import Dict, List, Optional, Sequence
 import spacy
 from wasabi import msg
 
-from ..data import Record, check_labels, read_records, records_to_docs, write_docbin
+from ..data.records import Record, check_labels, read_records, records_to_docs, write_docbin
 from ..errors import Errors
-from ..splits import parse_fractions, split_records
+from ..data.splits import parse_fractions, split_records
 from ._util import Arg, Opt, app, parse_label_list, progress, split_names
 
 

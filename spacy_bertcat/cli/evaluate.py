@@ -8,12 +8,12 @@ from spacy.language import Language
 from spacy.training import Example
 from wasabi import msg
 
-from ..calibration import conformal_report
-from ..data import META_KEY, read_labelled_docs
-from ..labels import uncalibrated_cats
+from ..decisions.calibration import conformal_report
+from ..data.records import META_KEY, read_labelled_docs
+from ..components.extensions import uncalibrated_cats
 from ..errors import Errors
-from ..report import compute_report, gold_matrix, score_matrix
-from ._markdown import to_markdown
+from ..evaluation.report import compute_report, gold_matrix, score_matrix
+from ..evaluation.markdown import to_markdown
 from ._util import Arg, Classifier, Opt, app, load_pipeline, predict_docs
 
 
@@ -157,7 +157,7 @@ def write_report(
     images: Dict[str, str] = {}
     paths = []
     if plots:
-        from ..plots import plot_confusion, plot_pr_curves, plot_reliability
+        from ..evaluation.plots import plot_confusion, plot_pr_curves, plot_reliability
 
         paths.append(plot_confusion(report, output_dir / "confusion_matrix.png"))
         paths.append(plot_pr_curves(report, output_dir / "pr_curves.png"))

@@ -7,9 +7,9 @@ from spacy.training import Example
 from wasabi import msg
 
 from ..errors import Errors
-from ..data import read_labelled_docs
-from ..report import compute_report, gold_matrix, score_matrix
-from ..thresholds import SOURCE_MARKERS, tune_with_fallback
+from ..data.records import read_labelled_docs
+from ..evaluation.report import compute_report, gold_matrix, score_matrix
+from ..decisions.thresholds import SOURCE_MARKERS, tune_with_fallback
 from ._util import Arg, Classifier, Opt, app, load_pipeline, predict_docs, save_pipeline
 
 

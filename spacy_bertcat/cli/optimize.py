@@ -8,9 +8,9 @@ import numpy
 from spacy.language import Language
 from wasabi import msg
 
-from ..data import read_labelled_docs
+from ..data.records import read_labelled_docs
 from ..errors import Errors
-from ..report import gold_matrix, score_matrix
+from ..evaluation.report import gold_matrix, score_matrix
 from ._util import Arg, Opt, app, load_pipeline, predict_docs, save_pipeline
 
 BERTCAT_FACTORIES = ("bertcat", "bertcat_multilabel")

@@ -31,9 +31,9 @@ import typer
 from spacy.language import Language
 from wasabi import msg
 
-from ..data import detect_format, read_rows
+from ..data.records import detect_format, read_rows
 from ..errors import Errors
-from ..predictions import predict_records, record_problem
+from ..predict.rows import predict_records, record_problem
 from ._util import Arg, Classifier, Opt, app, count_lines, load_pipeline, progress
 
 STDOUT = "-"
@@ -241,7 +241,7 @@ def _predict_ray(
     if resume or gpu_id >= 0 or output_path == STDOUT:
         what = "--resume" if resume else "--gpu-id (use --num-gpus)" if gpu_id >= 0 else "- as OUTPUT"
         msg.fail(f"{what} does not go with --engine ray, which writes a folder of shards", exits=1)
-    from .. import ray as bertcat_ray
+    from ..predict import ray as bertcat_ray
 
     try:
         ray = bertcat_ray.import_ray()

@@ -116,7 +116,7 @@ def shared_evaluation(evaluate: Callable[[], Tuple[float, Dict[str, Any]]], sync
 def check_pipeline(nlp: Language, frozen: Iterable[str]) -> None:
     """RAISES ValueError (BC067): For a trainable component the workers would not
     keep in sync."""
-    from ..pipeline import BertCat
+    from ..components.bertcat import BertCat
 
     frozen = set(frozen)
     others = [
@@ -154,7 +154,7 @@ def install(nlp: Language, sync: StepSync) -> List[GradientAllReduce]:
     import torch.distributed as dist
 
     from ..layers.classifier import get_shim
-    from ..pipeline import BertCat
+    from ..components.bertcat import BertCat
 
     reducers = []
     for _, proc in nlp.pipeline:

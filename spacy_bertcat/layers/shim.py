@@ -33,9 +33,9 @@ import torch
 from thinc.api import Optimizer, PyTorchShim, get_torch_default_device
 
 from ..errors import Errors, Warnings, config_error
-from ..training.freezing import apply_freezing, check_layer_options
-from ..training.optim import LossScale, OptimizerStep, StepResult, averages_key
-from ..training.param_groups import param_groups
+from .freezing import apply_freezing, check_layer_options
+from .optim import LossScale, OptimizerStep, StepResult, averages_key
+from .param_groups import param_groups
 from .batching import WindowBatch
 from .adapter import LoraAdapter, base_fingerprint, is_adapter_param, is_injected, merged_state
 from .encoder_map import HEAD, EncoderMap, build_encoder_map

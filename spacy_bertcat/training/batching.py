@@ -12,47 +12,14 @@ characters, batches of AG News carry 25% padding (SST-2: 29%), sorted by
 wordpieces 2% (4%).
 """
 import random
-import weakref
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, TypeVar
+from typing import Any, Callable, Iterable, Iterator, List, Optional, TypeVar
 
 from spacy.util import registry
 
+from ..components.side_channels import find_component
+from ..data.text import text_length
+
 ItemT = TypeVar("ItemT")
-
-
-def text_length(item) -> int:
-    """RETURNS (int): The characters of an example's text, len(doc.text), read from
-    its last token's offset: doc.text joins every token in Python, which costs
-    as much as the tokenizer for each example of each epoch."""
-    doc = item.predicted if hasattr(item, "predicted") else item
-    if not len(doc):
-        return 0
-    last = doc[-1]
-    return last.idx + len(last.text_with_ws)
-
-
-# The bertcat components of each vocab, so that a batcher, which sees only the
-# examples, finds the tokenizer of the component they train: id(vocab) ->
-# {component name: weak reference}. (spaCy's Vocab takes no weak references; an
-# entry whose component is gone, or belongs to another vocab, is ignored.)
-_components: Dict[int, Dict[str, "weakref.ref"]] = {}
-
-
-def remember_component(pipe: Any) -> None:
-    """Record an initialized bertcat component as its vocab's."""
-    entries = _components.setdefault(id(pipe.vocab), {})
-    for name in [n for n, ref in entries.items() if ref() is None or ref().vocab is not pipe.vocab]:
-        del entries[name]  # gone, or of an earlier vocab at the same address
-    entries[pipe.name] = weakref.ref(pipe)
-
-
-def find_component(vocab: Any, name: Optional[str] = None) -> Optional[Any]:
-    """RETURNS: The (first, or named) bertcat component initialized with this vocab."""
-    for key, ref in _components.get(id(vocab), {}).items():
-        pipe = ref()
-        if pipe is not None and pipe.vocab is vocab and (name is None or key == name):
-            return pipe
-    return None
 
 
 def wordpiece_length(component: Optional[str] = None) -> Callable[[Any], int]:

@@ -9,7 +9,7 @@ from typing import List
 
 from torch import nn
 
-from ..layers.encoder_map import HEAD, LAYER, EncoderMap
+from .encoder_map import HEAD, LAYER, EncoderMap
 
 # Hugging Face's Trainer exempts these names (lower-cased) and every nn.LayerNorm
 # from weight decay (Trainer.get_decay_parameter_names).

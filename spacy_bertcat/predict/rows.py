@@ -1,4 +1,4 @@
-"""Prediction rows: what `spacy-bertcat predict` and spacy_bertcat.ray write for a text.
+"""Prediction rows: what `spacy-bertcat predict` and spacy_bertcat.predict.ray write for a text.
 
 One implementation of the output contract, shared by the JSONL command (cli/predict.py)
 and Ray Data batch prediction (ray.py), so a row means the same thing whichever engine
@@ -13,69 +13,23 @@ wrote it:
 - ``error`` instead of all of these for a record whose text cannot be classified (it
   is missing or not a string): such a row keeps its place, nothing stops the run.
 
-Only the chosen classifier runs (``only_component``): the other components that write
-``doc.cats`` are disabled, so ``doc.cats`` holds exactly its scores, and no time is
-spent on classifiers whose results would be dropped.
+Only the chosen classifier runs (``components.pipes.only_component``): the other
+components that write ``doc.cats`` are disabled, so ``doc.cats`` holds exactly its
+scores.
 """
-import contextlib
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, TypeVar, Union
 
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from .data import InvalidRow
-from .errors import Errors
-from .labels import SETS
+from ..components.extensions import SETS
+from ..components.pipes import Classifier, only_component
+from ..data.records import InvalidRow
+from ..data.text import has_content
 
 C = TypeVar("C")
 # The fields a prediction adds to a row (an input field of the same name is replaced).
 PREDICTION_FIELDS = ("cats", "predicted_label", "predicted_labels", "prediction_set", "error")
-
-
-class Classifier:
-    """What prediction and the commands need to know about a pipeline's text
-    classifier.
-
-    name (str): The component's name.
-    factory (str): Its factory.
-    labels (List[str]): Its labels.
-    exclusive (bool): Exclusive classes (softmax-like) or multi-label.
-    thresholds (Dict[str, float]): Per-label decision thresholds (multi-label).
-    has_sets (bool): Whether its docs carry conformal prediction sets (a bertcat
-        component calibrated with alphas).
-    """
-
-    def __init__(self, nlp: Language, name: Optional[str] = None) -> None:
-        if name is None:
-            names = [n for n in nlp.pipe_names if "doc.cats" in nlp.get_pipe_meta(n).assigns]
-            if not names:
-                raise ValueError(Errors.BC033.format(detail=" (none assigns doc.cats)", names=nlp.pipe_names))
-            name = names[0]
-        if name not in nlp.pipe_names:
-            raise ValueError(Errors.BC033.format(detail=f" named '{name}'", names=nlp.pipe_names))
-        self.name = name
-        self.pipe = nlp.get_pipe(name)
-        self.factory = nlp.get_pipe_meta(name).factory
-        self.labels = list(getattr(self.pipe, "labels", ()))
-        exclusive = getattr(self.pipe, "exclusive", None)
-        self.exclusive = bool(exclusive) if exclusive is not None else "multilabel" not in self.factory
-        if hasattr(self.pipe, "thresholds"):
-            self.thresholds: Dict[str, float] = dict(self.pipe.thresholds)
-        else:
-            default = getattr(self.pipe, "cfg", {}).get("threshold", 0.5)
-            self.thresholds = {label: default for label in self.labels}
-        calibration = getattr(self.pipe, "calibration", None)
-        self.has_sets = bool(self.exclusive and calibration is not None and calibration.alphas)
-
-
-@contextlib.contextmanager
-def only_component(nlp: Language, name: str) -> Iterator[None]:
-    """Run the pipeline without the other components that write doc.cats, so
-    doc.cats holds exactly the named classifier's scores (two classifiers may
-    predict labels of the same name)."""
-    others = [n for n in nlp.pipe_names if n != name and "doc.cats" in nlp.get_pipe_meta(n).assigns]
-    with nlp.select_pipes(disable=others) if others else contextlib.nullcontext():
-        yield
 
 
 def text_problem(value: Any, text_field: str, fields: Optional[Iterable[str]] = None) -> Optional[str]:
@@ -113,7 +67,7 @@ def prediction_fields(classifier: Classifier, doc: Doc) -> Dict[str, Any]:
     RETURNS (Dict[str, Any]): cats, predicted_label or predicted_labels, and
         prediction_set where the doc has one (see the module docstring).
     """
-    empty = not doc.text.strip()
+    empty = not has_content(doc)
     cats = {label: doc.cats[label] for label in classifier.labels if label in doc.cats}
     out: Dict[str, Any] = {"cats": cats}
     if classifier.exclusive:

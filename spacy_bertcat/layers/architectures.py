@@ -6,10 +6,10 @@ from spacy.util import SimpleFrozenDict, registry
 from thinc.api import Model
 from thinc.types import Floats2d
 
-from .errors import invalid_setting
-from .layers.adapter import LoraAdapter
-from .layers.chunking import Chunker
-from .layers.classifier import BertClassifierModel
+from ..errors import invalid_setting
+from .adapter import LoraAdapter
+from .chunking import Chunker
+from .classifier import BertClassifierModel
 
 # Attention implementations bertcat accepts (transformers' own names; null: its default).
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flex_attention", None)

@@ -22,7 +22,7 @@ from typing import IO, Any, Dict, Iterable, Iterator, List, Optional, Sequence, 
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
-from .errors import Errors, Warnings
+from ..errors import Errors, Warnings
 
 FORMATS = ("jsonl", "csv", "tsv", "txt", "folders", "spacy")
 LABEL_FIELDS = ("label", "labels", "cats")

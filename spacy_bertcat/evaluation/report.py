@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy
 from spacy.tokens import Doc
 
-from .calibration import calibration_metrics
+from ..decisions.calibration import calibration_metrics
 
 ERROR_TEXT_CHARS = 300
 MAX_CURVE_POINTS = 200

@@ -10,10 +10,9 @@ import math
 import warnings
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
 
 import numpy
-from spacy.attrs import IS_SPACE
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc
@@ -22,23 +21,15 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer
 from thinc.types import Floats2d
 
-from .calibration import Calibration
-from .component_io import read_component, write_component
-from .errors import Errors, SettingError, Warnings, config_error
-from .labels import (
-    SETS,
-    UNCALIBRATED,
-    other_classifier_labels,
-    remember_pipeline,
-    set_component_cats,
-    set_component_value,
-    uncalibrated_cats,
-    warn_shared_labels,
-)
-from .layers.classifier import get_shim
-from .scorers import active_thresholds
-from .training.batching import remember_component, text_length
-from .training.config_checks import check_schedule_length, uses_gradual_unfreezing
+from ..data.text import has_content, text_length
+from ..decisions.calibration import Calibration
+from ..errors import Errors, SettingError, Warnings, config_error
+from ..layers.classifier import get_shim
+from .config_checks import check_schedule_length, uses_gradual_unfreezing
+from .decision_state import DecisionState
+from .extensions import SETS, UNCALIBRATED, set_component_cats, set_component_value, uncalibrated_cats
+from .serialization import read_component, write_component
+from .side_channels import cats_components, pipeline_of, remember_component, remember_pipeline
 from .loss import (
     BalancedWeights,
     ClassWeights,
@@ -140,15 +131,20 @@ class BertCat(TrainablePipe):
             "positive_label": None,
             "class_weights": class_weights.to_dict() if isinstance(class_weights, BalancedWeights) else class_weights,
             "label_weights": None,  # class_weights resolved per label at initialize
-            "thresholds": None,  # per-label thresholds (multi-label), see find-thresholds
-            "thresholds_tuned_at": None,  # the global threshold they were tuned under
             "other_labels": [],  # gold labels of the training data that other components predict
-            "calibration": None,  # a fitted calibration (calibration.py), see spacy-bertcat calibrate
         }
-        self._calibration: Optional[Tuple[Dict, Calibration]] = None  # cfg["calibration"], parsed
+        self._decisions = DecisionState(self.cfg)  # thresholds and calibration, in self.cfg
         self._class_weights = class_weights  # the setting; resolved per label at initialize
         self._warned_truncation = False
         self._updated_since_scoring = False  # trained since the last evaluation (not saved)
+
+    @property
+    def decisions(self) -> DecisionState:
+        """RETURNS (DecisionState): The component's thresholds, their sources and
+        its calibration (stored in its cfg; see components/decision_state.py)."""
+        if not self._decisions.owns(self.cfg):  # cfg replaced (a copy, a subclass)
+            self._decisions = DecisionState(self.cfg)
+        return self._decisions
 
     @property
     def labels(self) -> tuple:
@@ -210,7 +206,7 @@ class BertCat(TrainablePipe):
             check_schedule_length(nlp.config)
         if not 0.0 <= self.cfg["threshold"] <= 1.0:
             raise SettingError(Errors.BC026.format(value=self.cfg["threshold"], name=self.name), "threshold")
-        self.cfg["calibration"] = None  # new weights: a calibration would be for other ones
+        self.decisions.calibration = None  # new weights: a calibration would be for other ones
         examples = list(get_examples())
         found = {label for eg in examples for label in eg.reference.cats}
         if labels is None:
@@ -235,7 +231,7 @@ class BertCat(TrainablePipe):
             raise config_error(Errors.BC023.format(label=positive_label, labels=list(self.labels)), loc[:-1] + ["positive_label"])
         self.cfg["positive_label"] = positive_label
         if nlp is not None:
-            warn_shared_labels(nlp, self)
+            self._warn_shared_labels(nlp)
         truth, mask = self._truth(examples)
         self.cfg["label_weights"] = resolve_class_weights(
             self._class_weights, self.labels, truth, mask, exclusive=self.exclusive, name=self.name
@@ -332,7 +328,7 @@ class BertCat(TrainablePipe):
         truth, mask = self._truth(examples)
         keep = [i for i, row in enumerate(mask) if row.any() and has_content(examples[i].predicted)]
         if keep:
-            if self.cfg.get("calibration") is not None:
+            if self.decisions.calibration is not None:
                 warnings.warn(Warnings.BCW014.format(name=self.name))
                 self.set_calibration(None)
             self._updated_since_scoring = True
@@ -389,29 +385,25 @@ class BertCat(TrainablePipe):
         """RETURNS (Dict[str, float]): The decision threshold of each label: tuned
         per-label values where set (and `threshold` is still the value they were
         tuned under), else the component's `threshold`."""
-        tuned = active_thresholds(self.cfg) or {}
-        return {label: tuned.get(label, self.cfg["threshold"]) for label in self.labels}
+        return self.decisions.thresholds(self.labels)
 
     def set_thresholds(self, thresholds: Dict[str, float]) -> None:
         """Store per-label thresholds (used by the scorer, saved with the pipeline).
         They hold while `threshold` keeps its current value: setting another global
         threshold (as `spacy find-threshold` does) sets them aside."""
+        self._check_thresholds(thresholds)
+        self.decisions.set_thresholds(thresholds)
+
+    def _check_thresholds(self, thresholds: Dict[str, float]) -> None:
         bad = {k: v for k, v in thresholds.items() if k not in self.labels or not 0.0 < v < 1.0}
         if bad:
             raise ValueError(Errors.BC018.format(name=self.name, detail=f"invalid entries {bad} for labels {list(self.labels)}"))
-        self.cfg["thresholds"] = {k: float(v) for k, v in thresholds.items()}
-        self.cfg["thresholds_tuned_at"] = self.cfg["threshold"]
 
     @property
     def calibration(self) -> Optional[Calibration]:
         """RETURNS (Optional[Calibration]): The fitted calibration that doc.cats
         goes through, or None (see calibration.py and `spacy-bertcat calibrate`)."""
-        data = self.cfg.get("calibration")
-        if data is None:
-            return None
-        if self._calibration is None or self._calibration[0] is not data:
-            self._calibration = (data, Calibration.from_dict(data))
-        return self._calibration[1]
+        return self.decisions.calibration
 
     def set_calibration(self, calibration: Optional[Calibration]) -> None:
         """Store a calibration (None removes it). Per-label thresholds are mapped to
@@ -419,15 +411,19 @@ class BertCat(TrainablePipe):
         if calibration is not None and list(calibration.labels) != list(self.labels):
             raise ValueError(Errors.BC018.format(name=self.name, detail=f"a calibration for the labels {calibration.labels}, not {list(self.labels)}"))
         raw_thresholds = self.uncalibrated_thresholds
-        self.cfg["calibration"] = calibration.to_dict() if calibration is not None else None
-        self._calibration = None
+        self.decisions.calibration = calibration
         if not self.exclusive:
             mapped = {label: t if calibration is None else calibration.calibrate_threshold(label, t) for label, t in raw_thresholds.items()}
             if mapped != self.thresholds:
                 self._set_mapped_thresholds(mapped)
 
     def _set_mapped_thresholds(self, thresholds: Dict[str, float]) -> None:
-        self.set_thresholds({label: min(max(t, 1e-6), 1 - 1e-6) for label, t in thresholds.items()})
+        """Store thresholds mapped through a calibration: the same thresholds on
+        other scores, so each keeps its source."""
+        mapped = {label: min(max(t, 1e-6), 1 - 1e-6) for label, t in thresholds.items()}
+        self._check_thresholds(mapped)
+        decisions = self.decisions
+        decisions.set_thresholds(mapped, fallback=decisions.fallback, by_prevalence=decisions.by_prevalence)
 
     @property
     def uncalibrated_thresholds(self) -> Dict[str, float]:
@@ -502,8 +498,29 @@ class BertCat(TrainablePipe):
             )
 
     def _truth(self, examples: Iterable[Example]):
-        ignore = set(self.cfg.get("other_labels") or ()) | other_classifier_labels(self)
+        ignore = set(self.cfg.get("other_labels") or ()) | self._other_classifier_labels()
         return examples_to_truth(examples, self.labels, exclusive=self.exclusive, name=self.name, ignore=ignore)
+
+    def _other_classifier_labels(self) -> Set[str]:
+        """RETURNS (Set[str]): The labels other text classifiers of the pipeline
+        the component was initialized in predict and it does not (their gold
+        labels are ignored in training, as spaCy's textcat ignores them)."""
+        nlp = pipeline_of(self)
+        if nlp is None:
+            return set()
+        labels: Set[str] = set()
+        for other in cats_components(nlp).values():
+            if other is not self:
+                labels.update(getattr(other, "labels", ()))
+        return labels - set(self.labels)
+
+    def _warn_shared_labels(self, nlp: Language) -> None:
+        """Warn when another text classifier of the pipeline predicts some of the
+        component's labels (both write them to doc.cats)."""
+        for name, other in cats_components(nlp).items():
+            shared = sorted(set(getattr(other, "labels", ())) & set(self.labels)) if other is not self else []
+            if shared:
+                warnings.warn(Warnings.BCW009.format(name=self.name, other=name, labels=shared))
 
     def _activation(self, logits: Floats2d) -> Floats2d:
         return self.model.ops.softmax(logits)
@@ -549,8 +566,3 @@ class BertCat(TrainablePipe):
                 )
             )
 
-
-def has_content(doc: Doc) -> bool:
-    """Whether a doc has a token that is not whitespace (without building doc.text,
-    which costs a Python object per token)."""
-    return len(doc) > 0 and not doc.to_array(IS_SPACE).all()

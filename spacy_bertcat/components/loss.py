@@ -18,7 +18,7 @@ import numpy
 from spacy.training import Example
 from spacy.util import registry
 
-from .errors import Errors, SettingError, invalid_setting
+from ..errors import Errors, SettingError, invalid_setting
 
 
 class BalancedWeights:

@@ -1,7 +1,7 @@
 """The evaluation report as markdown (the tables of report.md; pictures are linked)."""
 from typing import Any, Dict, List, Optional
 
-from ..thresholds import SOURCE_MARKERS, threshold_source
+from ..decisions.thresholds import SOURCE_MARKERS, threshold_source
 
 
 def to_markdown(report: Dict[str, Any], *, title: str, images: Optional[Dict[str, str]] = None,

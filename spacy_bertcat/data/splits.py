@@ -7,8 +7,8 @@ import random
 from collections import Counter, defaultdict
 from typing import Dict, List, Sequence, Tuple
 
-from .data import Record
-from .errors import Errors
+from .records import Record
+from ..errors import Errors
 
 
 def parse_fractions(value: str) -> Tuple[float, ...]:

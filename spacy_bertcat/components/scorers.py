@@ -14,6 +14,8 @@ from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import registry
 
+from .decision_state import DecisionState
+
 
 def rescale(score: float, threshold: float) -> float:
     """Map [0, threshold] onto [0, 0.5] and [threshold, 1] onto [0.5, 1]."""
@@ -29,17 +31,6 @@ def thresholded_cats_getter(thresholds: Dict[str, float], default: float) -> Cal
     return getter
 
 
-def active_thresholds(cfg: Dict[str, Any]) -> Optional[Dict[str, float]]:
-    """RETURNS (Optional[Dict[str, float]]): A component's tuned per-label
-    thresholds, unless its global `threshold` was changed since they were tuned
-    (`spacy find-threshold` varies it): the global value then applies to all labels."""
-    tuned = cfg.get("thresholds")
-    tuned_at = cfg.get("thresholds_tuned_at")
-    if not tuned or (tuned_at is not None and tuned_at != cfg.get("threshold")):
-        return None
-    return tuned
-
-
 def score_multilabel(
     examples: Iterable[Example],
     *,
@@ -52,9 +43,9 @@ def score_multilabel(
     label's threshold from `thresholds` (others use `threshold`), while `threshold`
     is the value they were tuned under."""
     threshold = 0.5 if threshold is None else threshold
-    thresholds = active_thresholds(
+    thresholds = DecisionState.from_dict(
         {"thresholds": thresholds, "thresholds_tuned_at": thresholds_tuned_at, "threshold": threshold}
-    )
+    ).tuned
     if thresholds:
         kwargs["getter"] = thresholded_cats_getter(thresholds, threshold)
         threshold = 0.5

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any, Dict, List, Tuple, Union
 
-from .errors import Errors
+from ..errors import Errors
 
 MAX_PANELS = 24  # multi-label pictures show the most frequent labels
 

@@ -47,7 +47,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy
 
-from .errors import Errors, Warnings
+from ..errors import Errors, Warnings
 
 N_BINS = 15
 MIN_DOCS = 20  # fewer held-out documents than this: no calibration

@@ -18,11 +18,11 @@ from spacy.training import Example
 from thinc.api import Model
 from thinc.types import Floats2d
 
-from .errors import Warnings, invalid_setting
-from .labels import component_cats
+from ..errors import Warnings, invalid_setting
+from .extensions import component_cats
 from .loss import ClassWeights, MultilabelLoss, sigmoid_binary_cross_entropy
-from .pipeline import DEFAULT_MODEL, SCORE_WEIGHTS, BertCat
-from .thresholds import TunedThresholds, collapsed_labels, tune_with_fallback
+from .bertcat import DEFAULT_MODEL, SCORE_WEIGHTS, BertCat
+from ..decisions.thresholds import TunedThresholds, collapsed_labels, tune_with_fallback
 
 logger = logging.getLogger("spacy.bertcat")
 
@@ -90,15 +90,13 @@ class BertCatMultilabel(BertCat):
         self._multilabel_loss = loss
         self.cfg["tune_thresholds"] = tune_thresholds
         self.cfg["threshold_min_support"] = threshold_min_support
-        self.cfg["thresholds_fallback"] = []  # labels too rare to tune: the global threshold
-        self.cfg["thresholds_by_prevalence"] = []  # ... of those, lowered to their training prevalence's
 
     def _learn_label_counts(self, truth: numpy.ndarray, mask: numpy.ndarray) -> None:
         """Keep each label's share of positives in the training data: it caps the
         thresholds of labels too rare to tune (thresholds.py)."""
         known = numpy.maximum(mask.sum(axis=0), 1)
         prevalence = (truth * mask).sum(axis=0) / known
-        self.cfg["train_prevalence"] = {label: float(p) for label, p in zip(self.labels, prevalence)}
+        self.decisions.train_prevalence = {label: float(p) for label, p in zip(self.labels, prevalence)}
 
     @property
     def _loss_fn(self) -> Callable:
@@ -125,8 +123,8 @@ class BertCatMultilabel(BertCat):
         if self.cfg.get("tune_thresholds") and self._updated_since_scoring and mask.any():
             tuned = tune_with_fallback(
                 self.labels, gold, scores, mask, min_support=self.cfg["threshold_min_support"],
-                default=min(max(self.cfg["threshold"], 1e-4), 1 - 1e-4),
-                prevalence=self.cfg.get("train_prevalence"),
+                default=min(max(self.decisions.threshold, 1e-4), 1 - 1e-4),
+                prevalence=self.decisions.train_prevalence,
             )
             self.use_tuned_thresholds(tuned)
             logger.info(f"{self.name}: {tuned.describe(len(examples))}")
@@ -139,14 +137,18 @@ class BertCatMultilabel(BertCat):
         return super().score(examples, **kwargs)
 
     def use_tuned_thresholds(self, tuned: TunedThresholds, keep: Iterable[str] = ()) -> None:
-        """Set the tuned thresholds and record which labels fell back (cfg
-        "thresholds_fallback", "thresholds_by_prevalence"). Labels in `keep` keep
-        their current threshold where they have one."""
+        """Set the tuned thresholds and record which labels fell back (see
+        DecisionState.source). Labels in `keep` keep their current threshold where
+        they have one."""
         keep = set(keep)
         kept = {label: t for label, t in self.thresholds.items() if label in keep and 0.0 < t < 1.0}
-        self.set_thresholds({**kept, **{label: t for label, t in tuned.thresholds.items() if label not in keep}})
-        self.cfg["thresholds_fallback"] = [label for label in tuned.fallback if label not in keep]
-        self.cfg["thresholds_by_prevalence"] = [label for label in tuned.by_prevalence if label not in keep]
+        thresholds = {**kept, **{label: t for label, t in tuned.thresholds.items() if label not in keep}}
+        self._check_thresholds(thresholds)
+        self.decisions.set_thresholds(
+            thresholds,
+            fallback=[label for label in tuned.fallback if label not in keep],
+            by_prevalence=[label for label in tuned.by_prevalence if label not in keep],
+        )
 
     def _predicted_scores(self, examples: List[Example]) -> numpy.ndarray:
         """RETURNS (numpy.ndarray): This component's scores of the predicted docs."""

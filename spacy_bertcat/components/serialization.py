@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 import spacy
 import srsly
 
-from .errors import Errors
-from .util import atomic_write
+from ..errors import Errors
+from ..data.atomic import atomic_write
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .pipeline import BertCat
+    from .bertcat import BertCat
 
 
 def write_component(pipe: "BertCat", path: Union[str, Path], exclude) -> None:

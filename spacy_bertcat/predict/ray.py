@@ -48,9 +48,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from .data import detect_format, read_stream_rows
-from .errors import Errors
-from .predictions import PREDICTION_FIELDS, Classifier, predict_texts, record_problem, text_problem
+from ..data.records import detect_format, read_stream_rows
+from ..errors import Errors
+from .rows import PREDICTION_FIELDS, Classifier, predict_texts, record_problem, text_problem
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow
@@ -328,7 +328,7 @@ def predict_files(
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.parent / f".{output.name}.{secrets.token_hex(4)}.partial"
     try:
-        from ._ray_shards import JsonlShards, ParquetShards
+        from .ray_shards import JsonlShards, ParquetShards
 
         sink = (ParquetShards if output_format == "parquet" else JsonlShards)(str(tmp), min_rows_per_file=rows_per_file)
         out.write_datasink(sink, ray_remote_args={"num_cpus": 0})

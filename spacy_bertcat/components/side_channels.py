@@ -1,0 +1,57 @@
+"""What a bertcat component can find out about the pipeline around it, where spaCy
+hands it nothing: the two weak maps of the package (see components/pipes.py for the
+list of every side channel).
+
+- ``remember_pipeline`` / ``pipeline_of``: the pipeline a component was initialized
+  in (its other text classifiers' labels are not its own: training ignores them,
+  and shared labels are warned about). A weak map pipe -> weak reference to the
+  Language, so the component neither keeps the pipeline alive nor pickles it.
+- ``remember_component`` / ``find_component``: the initialized (or loaded) bertcat
+  components of each vocab, so that a batcher (training/batching.py), which sees
+  only examples, can count wordpieces with the component's own tokenizer:
+  id(vocab) -> {component name: weak reference}. spaCy's Vocab takes no weak
+  references; an entry whose component is gone, or whose vocab is another object
+  at the same address, is ignored.
+"""
+import weakref
+from typing import Any, Dict, Optional
+
+from spacy.language import Language
+
+_pipelines: "weakref.WeakKeyDictionary[Any, weakref.ref]" = weakref.WeakKeyDictionary()
+_components: Dict[int, Dict[str, "weakref.ref"]] = {}
+
+
+def remember_pipeline(pipe: Any, nlp: Language) -> None:
+    """Record the pipeline `pipe` was initialized in."""
+    _pipelines[pipe] = weakref.ref(nlp)
+
+
+def pipeline_of(pipe: Any) -> Optional[Language]:
+    """RETURNS (Optional[Language]): The pipeline the pipe was initialized in, if
+    it is still alive."""
+    ref = _pipelines.get(pipe)
+    return ref() if ref is not None else None
+
+
+def cats_components(nlp: Language) -> Dict[str, Any]:
+    """RETURNS (Dict[str, Any]): The components of a pipeline that assign doc.cats
+    (any text classifier: bertcat, textcat, ...), by name, disabled ones included."""
+    return {name: pipe for name, pipe in nlp.components if "doc.cats" in nlp.get_pipe_meta(name).assigns}
+
+
+def remember_component(pipe: Any) -> None:
+    """Record an initialized bertcat component as its vocab's."""
+    entries = _components.setdefault(id(pipe.vocab), {})
+    for name in [n for n, ref in entries.items() if ref() is None or ref().vocab is not pipe.vocab]:
+        del entries[name]  # gone, or of an earlier vocab at the same address
+    entries[pipe.name] = weakref.ref(pipe)
+
+
+def find_component(vocab: Any, name: Optional[str] = None) -> Optional[Any]:
+    """RETURNS: The (first, or named) bertcat component initialized with this vocab."""
+    for key, ref in _components.get(id(vocab), {}).items():
+        pipe = ref()
+        if pipe is not None and pipe.vocab is vocab and (name is None or key == name):
+            return pipe
+    return None
