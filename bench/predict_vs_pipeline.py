@@ -15,14 +15,19 @@ scaling curve: time per document as documents grow from 100 to 20,000 words
 import argparse
 import json
 import random
-import shlex
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DEFAULT_DATA, in_child, minilm_path, peak_rss_mb, read_jsonl, write_results  # noqa: E402
+from common import (  # noqa: E402
+    DEFAULT_DATA, command_line, in_child, minilm_path, parse_args, peak_rss_mb, read_jsonl, smoke_skips, write_results,
+)
+
+# --smoke: a few texts, one batch size, int8 serving (fp32 is the same path without
+# quantization), one scaling row; measurements run in this process (in_child inline).
+SMOKE = {"short": 8, "long": 4, "batch_sizes": "4", "max_length": 64, "scaling": "4000", "serving": "int8"}
 
 
 def build_pipeline(model: str, labels, chunking: dict, max_length: int, device: str):
@@ -90,7 +95,7 @@ def synthetic_doc(words, n: int, rng: random.Random) -> str:
     return " ".join(rng.choice(words) for _ in range(n))
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
@@ -103,20 +108,22 @@ def main():
     parser.add_argument("--scaling", default="100,500,1000,2000,5000,10000,20000")
     parser.add_argument("--serving", default="int8,fp32", help="optimized variants to measure ('' for none)")
     parser.add_argument("--name", default=None)
-    args = parser.parse_args()
+    args = parse_args(parser, argv, SMOKE)
     if args.child:
         print(json.dumps(measure(json.loads(Path(args.child).read_text()))))
         return
     args.model = args.model or minilm_path()
-    command = "python bench/predict_vs_pipeline.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line("predict_vs_pipeline.py", argv)
     data = {
         "short": [t for t, _ in read_jsonl(args.data_dir / "ag_news" / "test.jsonl", limit=args.short)],
         "long": [t for t, _ in read_jsonl(args.data_dir / "bbc_news" / "test.jsonl", limit=args.long)],
     }
     systems = [("pipeline", "head", None), ("bertcat", "head", None), ("bertcat", "sliding_window", None)]
     serving = [v for v in args.serving.split(",") if v] if args.device == "cpu" else []  # CPU serving only
+    if serving and smoke_skips(args, "the optimized (ONNX Runtime) pipelines", "onnxruntime", "onnx"):
+        serving = []
     systems += [("bertcat", chunking, variant) for variant in serving for chunking in ("head", "sliding_window")]
-    tmp = Path(tempfile.mkdtemp(prefix="bertcat-serving-"))
+    tmp = Path(tempfile.mkdtemp(prefix="bertcat-serving-", dir=args.smoke_dir))
     saved = {(chunking, variant): make_optimized(args, chunking, variant, tmp) for _, chunking, variant in systems if variant}
     rows = []
     for kind, texts in data.items():
@@ -128,7 +135,7 @@ def main():
                 spec = {"system": system, "chunking": chunking, "texts": texts, "batch_size": batch_size,
                         "model": args.model, "max_length": args.max_length, "device": args.device,
                         "path": str(saved[chunking, variant]) if variant else None}
-                result = in_child(__file__, spec)
+                result = in_child(__file__, spec, inline=args.smoke)
                 reference = reference or result["docs_per_s"]
                 if system == "bertcat" and variant is None:
                     fp32[chunking] = result["docs_per_s"]
@@ -144,7 +151,7 @@ def main():
         texts = [synthetic_doc(vocabulary, n_words, rng) for _ in range(max(1, 40_000 // n_words))]
         spec = {"system": "bertcat", "chunking": "sliding_window", "texts": texts, "batch_size": 32,
                 "model": args.model, "max_length": args.max_length, "device": args.device}
-        result = in_child(__file__, spec)
+        result = in_child(__file__, spec, inline=args.smoke)
         row = {"data": f"scaling {n_words} words", "batch_size": 32, "system": "bertcat (sliding_window)", **result,
                "ms_per_1000_words": 1000 * 1000 / result["words_per_s"]}
         print(json.dumps(row), flush=True)
@@ -159,7 +166,7 @@ def main():
              f"{'torch.cuda.max_memory_allocated' if args.device == 'cuda' else 'peak RSS of the measuring process'}. "
              "Scaling rows: synthetic documents of n words; ms_per_1000_words should stay flat (linear time).")
     write_results(name, command, rows, ["data", "batch_size", "system", "docs_per_s", "speed_vs_pipeline",
-                                        "speed_vs_bertcat", "peak_mb", "ms_per_1000_words"], notes)
+                                        "speed_vs_bertcat", "peak_mb", "ms_per_1000_words"], notes, results_dir=args.results_dir)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ saving). Accuracy is measured on the same test sample, each side predicting its 
 import argparse
 import json
 import random
-import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -21,10 +20,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (  # noqa: E402
-    DEFAULT_DATA, accuracy_macro_f1, hf_dataset, label_set, minilm_path, read_jsonl, timer, train_overrides, write_results,
+    DEFAULT_DATA, accuracy_macro_f1, command_line, hf_dataset, label_set, minilm_path, parse_args, read_jsonl, smoke_skips, timer,
+    train_overrides, write_results,
 )
 
 CONFIG = Path(__file__).parent.parent / "configs" / "bertcat.cfg"
+# --smoke: every variant on a few documents, 2 steps (CPU: --gpu and --bf16 are not run).
+SMOKE = {"train": 16, "test": 8, "steps": 2, "batch_size": 8, "warmup": 1, "max_length": 32,
+         "variants": "bertcat,bertcat_random,trainer,trainer_grouped"}
 
 
 def run_spacy(train, dev, test, labels, args, tmp: Path, batcher: str):
@@ -94,7 +97,7 @@ def run_trainer(train, test, labels, args, tmp: Path, group_by_length: bool):
     return train_time["seconds"], predicted, predict_time["seconds"]
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="ag_news")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
@@ -114,9 +117,9 @@ def main():
     parser.add_argument("--name", default=None, help="results name (default: train_vs_trainer_DATASET[_gpu])")
     parser.add_argument("--variants", default="bertcat,trainer,trainer_grouped",
                         help="comma list of bertcat, bertcat_random, trainer, trainer_grouped")
-    args = parser.parse_args()
+    args = parse_args(parser, argv, SMOKE)
     args.model = args.model or minilm_path()
-    command = "python bench/train_vs_trainer.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line("train_vs_trainer.py", argv)
     folder = args.data_dir / args.dataset
     pool = read_jsonl(folder / "train.jsonl", limit=args.train + 32, seed=args.seed)
     train, dev = pool[: args.train], pool[args.train:]
@@ -125,6 +128,8 @@ def main():
     gold = [g[0] for _, g in test]
     rows = []
     for variant in args.variants.split(","):
+        if variant.startswith("trainer") and smoke_skips(args, variant, "accelerate"):  # transformers.Trainer needs it
+            continue
         random.seed(args.seed)
         try:
             with tempfile.TemporaryDirectory() as tmp:
@@ -135,6 +140,8 @@ def main():
                     seconds, predicted, predict_seconds = run_trainer(
                         train, test, labels, args, Path(tmp), group_by_length=variant == "trainer_grouped")
         except Exception as e:  # keep the other systems' results
+            if args.smoke:  # a smoke run is there to notice
+                raise
             print(f"{variant} failed: {e!r}", file=sys.stderr, flush=True)
             continue
         row = {"system": variant, "train_s": seconds, "examples_per_s": args.steps * args.batch_size / seconds,
@@ -161,7 +168,7 @@ def main():
         columns.append("mfu_vs_peak_bf16")
         notes += (f" GPU run{' with bf16 autocast' if args.bf16 else ''}; mfu_vs_peak_bf16 = (6 N + 12 L d T) FLOPs per "
                   f"real wordpiece x wordpieces/s / {args.peak_tflops} TFLOP/s (N non-embedding parameters, T mean length).")
-    write_results(name, command, rows, columns, notes, {"args": {k: str(v) for k, v in vars(args).items()}})
+    write_results(name, command, rows, columns, notes, {"args": {k: str(v) for k, v in vars(args).items()}}, args.results_dir)
 
 
 def model_cost(args, train):

@@ -11,7 +11,7 @@ import spacy
 import typer
 from wasabi import msg
 
-from spacy_bertcat.cli.evaluate import write_report
+from spacy_bertcat.evaluation.evaluate import write_report
 from spacy_bertcat.data.records import META_KEY, read_docbin
 from spacy_bertcat.evaluation.report import compute_report, gold_matrix
 

@@ -13,9 +13,9 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 
+from spacy_bertcat.decisions.metrics import calibration_metrics
 from spacy_bertcat.decisions.calibration import (
     Calibration,
-    calibration_metrics,
     conformal_quantiles,
     conformal_report,
     fit_calibration,
@@ -317,7 +317,7 @@ def multi_rows(n, seed):
 
 
 def test_multilabel_calibration_keeps_decisions(tiny_bert, tmp_path):
-    from spacy_bertcat.decisions.calibration import calibrate_pipe
+    from spacy_bertcat.evaluation.calibrate import calibrate_pipe
     from spacy_bertcat.evaluation.report import gold_matrix
 
     nlp = spacy.blank("en")

@@ -9,7 +9,7 @@ from spacy.training import Example
 from typer.testing import CliRunner
 
 from spacy_bertcat.cli import app
-from spacy_bertcat.cli.find_thresholds import find_thresholds
+from spacy_bertcat.evaluation.thresholds import find_thresholds
 from spacy_bertcat.data.records import read_docbin
 
 from .util import MULTI_DATA, SINGLE_DATA, train_tiny

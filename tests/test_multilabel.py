@@ -9,7 +9,7 @@ from spacy.cli.train import train
 from spacy.training import Example
 
 from spacy_bertcat.components.loss import asymmetric_loss, sigmoid_binary_cross_entropy
-from spacy_bertcat.evaluation.report import best_f1_threshold
+from spacy_bertcat.decisions.metrics import best_f1_threshold
 from spacy_bertcat.decisions.thresholds import collapsed_labels, tune_with_fallback
 
 from .test_pipeline import make_nlp

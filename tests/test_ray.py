@@ -17,7 +17,7 @@ import numpy
 import pytest
 import spacy
 
-from spacy_bertcat.decisions.calibration import calibrate_pipe
+from spacy_bertcat.evaluation.calibrate import calibrate_pipe
 from spacy_bertcat.components.pipes import Classifier
 from spacy_bertcat.evaluation.report import gold_matrix
 

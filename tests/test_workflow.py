@@ -18,8 +18,8 @@ from spacy.training import Example
 from typer.testing import CliRunner
 
 from spacy_bertcat.cli import app
-from spacy_bertcat.cli.evaluate import evaluate
-from spacy_bertcat.cli.predict import predict
+from spacy_bertcat.evaluation.evaluate import evaluate
+from spacy_bertcat.predict.local import predict_file
 
 from .test_pipeline import assert_same_cats, make_nlp
 from .test_training import CONFIGS, write_corpus
@@ -189,7 +189,7 @@ def test_a_failed_run_leaves_no_complete_looking_output_and_resumes(saved, tmp_p
     nlp.add_pipe("explode_on_boom")
     output = tmp_path / "out.jsonl"
     with pytest.raises(RuntimeError, match="disk full"):
-        predict(nlp, source, output, batch_size=4, show_progress=False)
+        predict_file(nlp, source, output, batch_size=4, show_progress=False)
     partial = tmp_path / "out.jsonl.partial"
     assert not output.exists() and partial.exists()
     written = partial.read_text().splitlines()

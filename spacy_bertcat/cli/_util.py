@@ -1,7 +1,7 @@
 """The typer app and helpers shared by the commands (spaCy's CLI conventions)."""
 import sys
 from pathlib import Path
-from typing import Iterable, Iterator, List, Optional, Tuple, TypeVar
+from typing import Iterable, Iterator, List, Optional, TypeVar
 
 import typer
 from spacy.language import Language
@@ -15,7 +15,6 @@ HELP = """spacy-bertcat: data conversion, evaluation reports, prediction and
 threshold tuning for spaCy text classification pipelines (bertcat, textcat).
 Run `python -m spacy_bertcat COMMAND --help` for a command's options.
 """
-CLASSIFIER_FACTORIES = ("bertcat", "bertcat_multilabel", "textcat", "textcat_multilabel")
 
 app = typer.Typer(name=NAME, help=HELP, no_args_is_help=True, add_completion=False,
     pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -83,10 +82,6 @@ def parse_label_list(value: Optional[str]) -> Optional[List[str]]:
     if value is None:
         return None
     return [label.strip() for label in value.split(",") if label.strip()]
-
-
-def split_names(n: int) -> Tuple[str, ...]:
-    return ("train", "dev", "test")[:n]
 
 
 def _print_version(value: bool) -> None:

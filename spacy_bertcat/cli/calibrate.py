@@ -2,16 +2,12 @@
 pipeline (see calibration.py)."""
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import List, Optional
 
-from spacy.language import Language
 from wasabi import msg
 
-from ..decisions.calibration import calibrate_pipe
-from ..data.records import read_labelled_docs
-from ..errors import Errors
-from ..evaluation.report import gold_matrix
-from ._util import Arg, Classifier, Opt, app, load_pipeline, save_pipeline
+from ..evaluation.calibrate import calibrate
+from ._util import Arg, Opt, app, load_pipeline, save_pipeline
 
 
 @app.command("calibrate")
@@ -72,36 +68,3 @@ def calibrate_cli(
 def _fmt(key: str, value: float) -> str:
     return f"{100 * value:.2f}" if key.startswith("ece") else f"{value:.4f}"
 
-
-def calibrate(
-    nlp: Language,
-    data_path: Path,
-    *,
-    component: Optional[str] = None,
-    alphas: List[float] = (0.1, 0.05),
-    min_support: Optional[int] = None,
-    text_field: str = "text",
-    label_field: Optional[str] = None,
-    labels_sep: str = "|",
-) -> Dict[str, Any]:
-    """Fit and store a component's calibration (not saved; see calibrate_pipe).
-
-    RETURNS (Dict[str, Any]): "component", "calibration" (Calibration) and
-        "thresholds_before".
-    """
-    classifier = Classifier(nlp, component)
-    if not hasattr(classifier.pipe, "set_calibration"):
-        raise ValueError(Errors.BC059.format(name=classifier.name, factory=classifier.factory))
-    docs = read_labelled_docs(
-        data_path, nlp, labels=classifier.labels, text_field=text_field, label_field=label_field,
-        labels_sep=labels_sep, exclusive=True if classifier.exclusive else None,
-    )
-    gold, mask = gold_matrix(docs, classifier.labels)
-    if not mask.any():
-        raise ValueError(Errors.BC040.format(path=data_path, labels=classifier.labels, task="calibrate"))
-    result = calibrate_pipe(classifier.pipe, docs, gold, mask, alphas=list(alphas), min_support=min_support)
-    nlp.meta.setdefault("bertcat_calibration", {})[classifier.name] = {
-        "method": result.calibration.method, "data": str(data_path), "n_docs": result.calibration.n_docs,
-        "fitted": result.calibration.fitted,
-    }
-    return {"component": classifier.name, "calibration": result.calibration, "thresholds_before": result.thresholds_before}

@@ -2,15 +2,13 @@
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Optional
 
-import spacy
 from wasabi import msg
 
-from ..data.records import Record, check_labels, read_records, records_to_docs, write_docbin
-from ..errors import Errors
-from ..data.splits import parse_fractions, split_records
-from ._util import Arg, Opt, app, parse_label_list, progress, split_names
+from ..data.splits import parse_fractions
+from ..data.convert import convert
+from ._util import Arg, Opt, app, parse_label_list, progress
 
 
 @app.command("convert")
@@ -49,6 +47,7 @@ def convert_cli(
                 input_path, output_dir, fractions=fractions, seed=seed, text_field=text_field,
                 label_field=label_field, labels_sep=labels_sep, labels=parse_label_list(labels),
                 exclusive=not multilabel, lang=lang, encoding=encoding, fallback_encoding=fallback_encoding,
+                progress=lambda docs, total, name: progress(docs, total=total, desc=f"Writing {name}"),
             )
     except ValueError as e:
         msg.fail(str(e), exits=1)
@@ -58,46 +57,3 @@ def convert_cli(
         counts = Counter(label for r in part for label in r.positives)
         msg.good(f"Wrote {len(part)} docs to {path}", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 
-
-def convert(
-    input_path: Path,
-    output_dir: Path,
-    *,
-    fractions: Optional[Sequence[float]] = None,
-    seed: int = 0,
-    text_field: str = "text",
-    label_field: Optional[str] = None,
-    labels_sep: str = "|",
-    labels: Optional[List[str]] = None,
-    exclusive: bool = True,
-    lang: str = "en",
-    encoding: Optional[str] = None,
-    fallback_encoding: Optional[str] = None,
-) -> Dict[Path, List[Record]]:
-    """Convert a file of records into .spacy files (see convert_cli).
-
-    RETURNS (Dict[Path, List[Record]]): The records written to each file.
-    """
-    records = list(
-        read_records(
-            input_path, text_field=text_field, label_field=label_field, labels_sep=labels_sep,
-            exclusive=exclusive, allowed_labels=labels, encoding=encoding, fallback_encoding=fallback_encoding,
-        )
-    )
-    found = check_labels(records, exclusive, input_path)
-    label_set = labels if labels is not None else found
-    if fractions is None:
-        parts = {output_dir / f"{Path(input_path).stem}.spacy": records}
-    else:
-        split = split_records(records, fractions, seed=seed)
-        names = split_names(len(fractions))
-        for name, part in zip(names, split):
-            if not part:
-                value = ",".join(str(f) for f in fractions)
-                raise ValueError(Errors.BC038.format(value=value, n=len(records), part=name))
-        parts = {output_dir / f"{name}.spacy": part for name, part in zip(names, split)}
-    nlp = spacy.blank(lang)
-    for path, part in parts.items():
-        docs = records_to_docs(nlp, part, label_set)
-        write_docbin(progress(docs, total=len(part), desc=f"Writing {path.name}"), path)
-    return parts

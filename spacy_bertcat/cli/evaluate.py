@@ -2,19 +2,12 @@
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-import numpy
 import srsly
-from spacy.language import Language
-from spacy.training import Example
 from wasabi import msg
 
-from ..decisions.calibration import conformal_report
-from ..data.records import META_KEY, read_labelled_docs
-from ..components.extensions import uncalibrated_cats
 from ..errors import Errors
-from ..evaluation.report import compute_report, gold_matrix, score_matrix
-from ..evaluation.markdown import to_markdown
-from ._util import Arg, Classifier, Opt, app, load_pipeline, predict_docs
+from ..evaluation.evaluate import evaluate, write_report
+from ._util import Arg, Opt, app, load_pipeline, progress
 
 
 @app.command("evaluate")
@@ -52,6 +45,7 @@ def evaluate_cli(
         report = evaluate(
             nlp, data_path, component=component, text_field=text_field, label_field=label_field,
             labels_sep=labels_sep, batch_size=batch_size, n_errors=n_errors,
+            progress=lambda docs, total: progress(docs, total=total, desc="Evaluating"),
         )
         if base is not None:
             check_baseline(base, report, baseline)
@@ -84,92 +78,6 @@ def evaluate_cli(
         msg.warn(f"{len(never)} label(s) with gold positives are predicted for no document: {', '.join(never)}")
     for path in paths:
         msg.good(f"Saved {path}")
-
-
-def evaluate(
-    nlp: Language,
-    data_path: Path,
-    *,
-    component: Optional[str] = None,
-    text_field: str = "text",
-    label_field: Optional[str] = None,
-    labels_sep: str = "|",
-    batch_size: Optional[int] = None,
-    n_errors: int = 20,
-) -> Dict[str, Any]:
-    """Predict on gold data and compute the report (see report.compute_report),
-    plus the component's spaCy scores under "spacy_scores".
-
-    RETURNS (Dict[str, Any]): The report.
-    """
-    classifier = Classifier(nlp, component)
-    gold_docs = read_labelled_docs(
-        data_path, nlp, labels=classifier.labels, text_field=text_field, label_field=label_field,
-        labels_sep=labels_sep, exclusive=True if classifier.exclusive else None,
-    )
-    unknown = sorted({k for doc in gold_docs for k in doc.cats} - set(classifier.labels))
-    if unknown:
-        raise ValueError(Errors.BC035.format(path=data_path, unknown=unknown, name=classifier.name, labels=classifier.labels))
-    gold, mask = gold_matrix(gold_docs, classifier.labels)
-    if not mask.any():
-        raise ValueError(Errors.BC040.format(path=data_path, labels=classifier.labels, task="evaluate"))
-    texts = [doc.text for doc in gold_docs]
-    pred_docs = predict_docs(nlp, texts, batch_size, desc="Evaluating", component=classifier.name)
-    scores = score_matrix(pred_docs, classifier.labels)
-    calibration = getattr(classifier.pipe, "calibration", None)
-    raw = None
-    if calibration is not None:
-        raw = numpy.asarray([[uncalibrated_cats(doc, classifier.name)[label] for label in classifier.labels]
-                             for doc in pred_docs], dtype="f").reshape(scores.shape)
-    ids = [doc.user_data.get(META_KEY, {}).get("id", i) for i, doc in enumerate(gold_docs)]
-    report = compute_report(
-        classifier.labels, gold, scores, exclusive=classifier.exclusive, mask=mask,
-        thresholds=classifier.thresholds, texts=texts, ids=ids, n_errors=n_errors, uncalibrated_scores=raw,
-    )
-    if calibration is not None:
-        report["calibration"].update(method=calibration.method, description=calibration.describe(),
-                                     fitted=calibration.fitted)
-        if calibration.alphas:
-            report["conformal"] = conformal_report(calibration, gold, raw, mask)
-    examples = [Example(pred, ref) for pred, ref in zip(pred_docs, gold_docs)]
-    report["spacy_scores"] = classifier.pipe.score(examples)
-    report["component"] = classifier.name
-    cfg = getattr(classifier.pipe, "cfg", {})
-    report["thresholds_fallback"] = list(cfg.get("thresholds_fallback") or [])
-    report["thresholds_by_prevalence"] = list(cfg.get("thresholds_by_prevalence") or [])
-    return report
-
-
-def write_report(
-    report: Dict[str, Any],
-    output_dir: Path,
-    *,
-    title: str,
-    baseline: Optional[Dict[str, Any]] = None,
-    plots: bool = True,
-    context: Optional[Dict[str, Any]] = None,
-) -> list:
-    """Write report.json, report.md and (with plots) the two PNGs.
-
-    RETURNS (list): The paths written.
-    """
-    output_dir.mkdir(parents=True, exist_ok=True)
-    images: Dict[str, str] = {}
-    paths = []
-    if plots:
-        from ..evaluation.plots import plot_confusion, plot_pr_curves, plot_reliability
-
-        paths.append(plot_confusion(report, output_dir / "confusion_matrix.png"))
-        paths.append(plot_pr_curves(report, output_dir / "pr_curves.png"))
-        paths.append(plot_reliability(report, output_dir / "reliability.png"))
-        images = {"confusion": "confusion_matrix.png", "pr_curves": "pr_curves.png", "reliability": "reliability.png"}
-    data = dict(report)
-    if baseline is not None:
-        data["baseline"] = baseline
-    srsly.write_json(output_dir / "report.json", data)
-    markdown = to_markdown(report, title=title, images=images, baseline=baseline, context=context)
-    (output_dir / "report.md").write_text(markdown, encoding="utf-8")
-    return [output_dir / "report.md", output_dir / "report.json"] + paths
 
 
 def check_baseline(base: Dict[str, Any], report: Dict[str, Any], path: Path) -> None:

@@ -88,7 +88,8 @@ def components_to_optimize(nlp: Language, names: Optional[List[str]]) -> List[st
 def optimize_component(nlp: Language, name: str, *, int8: bool = True, int8_embeddings: bool = False) -> Dict[str, Any]:
     """Optimize one component in place and record it in the pipeline's meta (its
     `requirements` gain onnxruntime, so `spacy package` installs it)."""
-    from ..serving.onnx import INT8_OPS, INT8_OPS_SMALLEST, optimize_pipe
+    from ..serving.optimize import optimize_pipe
+    from ..serving.quantize import INT8_OPS, INT8_OPS_SMALLEST
 
     made = optimize_pipe(nlp.get_pipe(name), int8=int8, int8_ops=INT8_OPS_SMALLEST if int8_embeddings else INT8_OPS)
     nlp.meta.setdefault("bertcat_serving", {})[name] = {k: v for k, v in made.items() if not k.endswith("bytes")}

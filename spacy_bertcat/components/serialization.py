@@ -4,19 +4,17 @@ damaged)."""
 import getpass
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Union
+from typing import Any, Callable, Union
 
 import spacy
 import srsly
+from spacy.pipeline import TrainablePipe
 
 from ..errors import Errors
 from ..data.atomic import atomic_write
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .bertcat import BertCat
 
-
-def write_component(pipe: "BertCat", path: Union[str, Path], exclude) -> None:
+def write_component(pipe: TrainablePipe, path: Union[str, Path], exclude) -> None:
     """Save like TrainablePipe.to_disk, each file written atomically (see
     util.atomic_write), with the mode spaCy's own files get."""
     serialize = {
@@ -27,7 +25,7 @@ def write_component(pipe: "BertCat", path: Union[str, Path], exclude) -> None:
     spacy.util.to_disk(path, serialize, exclude)
 
 
-def read_component(pipe: "BertCat", path: Union[str, Path], exclude) -> None:
+def read_component(pipe: TrainablePipe, path: Union[str, Path], exclude) -> None:
     """Load like TrainablePipe.from_disk."""
     deserialize = {
         "cfg": _reader(lambda data: pipe.cfg.update(srsly.json_loads(data))),

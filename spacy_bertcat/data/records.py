@@ -23,8 +23,8 @@ from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
 from ..errors import Errors, Warnings
+from .formats import FORMATS, detect_format  # noqa: F401  (formats.py holds the suffix table; both stay importable from here)
 
-FORMATS = ("jsonl", "csv", "tsv", "txt", "folders", "spacy")
 LABEL_FIELDS = ("label", "labels", "cats")
 SPLIT_NAMES = ("train", "dev", "test")
 META_KEY = "bertcat_meta"  # doc.user_data key for a record's other fields
@@ -59,22 +59,6 @@ class Record:
         if not self.complete:
             return {label: value for label, value in self.cats.items() if label in labels}
         return {label: self.cats.get(label, 0.0) for label in labels}
-
-
-def detect_format(path: Union[str, Path], file_format: Optional[str] = None) -> str:
-    """RETURNS (str): The format of a path: given, a folder, or from the suffix."""
-    path = Path(path)
-    if file_format:
-        if file_format not in FORMATS:
-            raise ValueError(Errors.BC032.format(path=path, suffix=file_format, formats=", ".join(FORMATS)))
-        return file_format
-    if path.is_dir():
-        return "folders"
-    suffix = path.suffix.lower().lstrip(".")
-    aliases = {"jsonl": "jsonl", "ndjson": "jsonl", "json": "jsonl", "csv": "csv", "tsv": "tsv", "txt": "txt", "spacy": "spacy"}
-    if suffix not in aliases:
-        raise ValueError(Errors.BC032.format(path=path, suffix=path.suffix, formats=", ".join(FORMATS)))
-    return aliases[suffix]
 
 
 class InvalidRow(dict):

@@ -88,3 +88,7 @@ def _largest_remainder(n: int, fractions: Sequence[float]) -> List[int]:
     for p in order[: n - sum(counts)]:
         counts[p] += 1
     return counts
+
+
+def split_names(n: int) -> Tuple[str, ...]:
+    return ("train", "dev", "test")[:n]

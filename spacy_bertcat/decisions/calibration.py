@@ -48,8 +48,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy
 
 from ..errors import Errors, Warnings
+from .metrics import calibration_metrics
 
-N_BINS = 15
 MIN_DOCS = 20  # fewer held-out documents than this: no calibration
 FEW_DOCS = 200  # fewer than this: a warning that the estimate is rough
 EPS = 1e-7  # float32 scores are clipped this far from 0 and 1 where logits are taken
@@ -283,105 +283,6 @@ def prediction_sets(raw_scores: numpy.ndarray, quantile: float) -> numpy.ndarray
 # Metrics
 
 
-def calibration_metrics(
-    gold: numpy.ndarray, scores: numpy.ndarray, *, exclusive: bool, mask: Optional[numpy.ndarray] = None,
-    n_bins: int = N_BINS,
-) -> Dict[str, Any]:
-    """How well scores are calibrated.
-
-    gold, scores (numpy.ndarray): (docs, labels) gold values and scores.
-    exclusive (bool): Exclusive classes (top-class confidence; docs with exactly
-        one gold class) or multi-label (every annotated score).
-    mask (Optional[numpy.ndarray]): 1 where a gold value is annotated.
-    RETURNS (Dict[str, Any]): "ece", "ece_adaptive", "brier", "log_loss", "n"
-        (predictions scored), "ece_floor" (see ece_floor), "bins" (equal-width:
-        "lower", "upper", "count", "confidence", "accuracy"), "adaptive_bins" (the
-        same, equal-mass).
-    """
-    gold = numpy.asarray(gold, dtype="f8")
-    scores = numpy.asarray(scores, dtype="f8")
-    mask = numpy.ones_like(gold) if mask is None else numpy.asarray(mask, dtype="f8")
-    if exclusive:
-        keep = (gold * mask).sum(axis=1) == 1
-        gold, scores = gold[keep], scores[keep]
-        top = scores.argmax(axis=1) if len(scores) else numpy.zeros(0, dtype=int)
-        confidence = scores[numpy.arange(len(scores)), top]
-        correct = gold[numpy.arange(len(gold)), top]
-        brier = float(((scores - gold) ** 2).sum(axis=1).mean()) if len(gold) else None
-        p_gold = (scores * gold).sum(axis=1)
-        log_loss = float(-numpy.log(numpy.clip(p_gold, 1e-15, 1.0)).mean()) if len(gold) else None
-    else:
-        known = mask.astype(bool)
-        confidence, correct = scores[known], gold[known]
-        brier = float(((confidence - correct) ** 2).mean()) if len(correct) else None
-        p = numpy.clip(confidence, 1e-15, 1 - 1e-15)
-        log_loss = float(-(correct * numpy.log(p) + (1 - correct) * numpy.log1p(-p)).mean()) if len(correct) else None
-    bins = _bins(confidence, correct, numpy.linspace(0.0, 1.0, n_bins + 1))
-    adaptive = _bins(confidence, correct, _equal_mass_edges(confidence, n_bins))
-    return {
-        "n": int(len(confidence)),
-        "ece": _ece(bins, len(confidence)),
-        "ece_adaptive": _ece(adaptive, len(confidence)),
-        "ece_floor": ece_floor(confidence, numpy.linspace(0.0, 1.0, n_bins + 1)),
-        "brier": brier,
-        "log_loss": log_loss,
-        "bins": bins,
-        "adaptive_bins": adaptive,
-    }
-
-
-def ece_floor(confidence: numpy.ndarray, edges: numpy.ndarray, n_draws: int = 100, seed: int = 0) -> Optional[float]:
-    """The ECE that perfectly calibrated scores with these confidences would show
-    on this many predictions: each prediction is drawn right with probability equal
-    to its confidence (mean over `n_draws` seeded draws). An ECE near it is as
-    good as this much data can show; differences below it are noise.
-
-    RETURNS (Optional[float]): The expected ECE of calibrated scores (None without
-        predictions).
-    """
-    n = len(confidence)
-    if not n:
-        return None
-    index = numpy.clip(numpy.searchsorted(edges, confidence, side="left") - 1, 0, len(edges) - 2)
-    onehot = numpy.zeros((n, len(edges) - 1))
-    onehot[numpy.arange(n), index] = 1.0
-    conf_sums = confidence @ onehot
-    rng = numpy.random.default_rng(seed)
-    total = 0.0
-    for start in range(0, n_draws, 10):
-        draws = (rng.random((min(10, n_draws - start), n)) < confidence).astype("f8")
-        total += float(numpy.abs(draws @ onehot - conf_sums).sum()) / n
-    return total / n_draws
-
-
-def _equal_mass_edges(confidence: numpy.ndarray, n_bins: int) -> numpy.ndarray:
-    if not len(confidence):
-        return numpy.linspace(0.0, 1.0, n_bins + 1)
-    edges = numpy.quantile(confidence, numpy.linspace(0.0, 1.0, n_bins + 1))
-    edges[0], edges[-1] = 0.0, 1.0
-    return numpy.unique(edges)
-
-
-def _bins(confidence: numpy.ndarray, correct: numpy.ndarray, edges: numpy.ndarray) -> Dict[str, List]:
-    """Bins (lower, upper]: the first one includes 0."""
-    index = numpy.clip(numpy.searchsorted(edges, confidence, side="left") - 1, 0, len(edges) - 2)
-    count = numpy.bincount(index, minlength=len(edges) - 1)
-    with numpy.errstate(invalid="ignore", divide="ignore"):
-        conf = numpy.bincount(index, weights=confidence, minlength=len(edges) - 1) / count
-        acc = numpy.bincount(index, weights=correct, minlength=len(edges) - 1) / count
-    return {
-        "lower": edges[:-1].tolist(), "upper": edges[1:].tolist(), "count": count.tolist(),
-        "confidence": [None if c == 0 else float(v) for c, v in zip(count, conf)],
-        "accuracy": [None if c == 0 else float(v) for c, v in zip(count, acc)],
-    }
-
-
-def _ece(bins: Dict[str, List], n: int) -> Optional[float]:
-    if not n:
-        return None
-    return float(sum(c * abs(a - p) for c, a, p in zip(bins["count"], bins["accuracy"], bins["confidence"]) if c) / n)
-
-
 def conformal_report(calibration: "Calibration", gold: numpy.ndarray, raw_scores: numpy.ndarray,
                      mask: Optional[numpy.ndarray] = None) -> Dict[str, Dict[str, Any]]:
     """Empirical coverage and set sizes of the calibration's prediction sets.
@@ -411,17 +312,6 @@ def conformal_report(calibration: "Calibration", gold: numpy.ndarray, raw_scores
 
 
 # Fitting a component's calibration
-
-
-@dataclass
-class CalibrationResult:
-    """calibration (Calibration): What was fitted and stored. thresholds_before
-    (Dict[str, float]): The multi-label thresholds before (on uncalibrated scores).
-    notes (List[str]): What the user should know about the estimate."""
-
-    calibration: Calibration
-    thresholds_before: Dict[str, float]
-    notes: List[str] = field(default_factory=list)
 
 
 def fit_calibration(
@@ -473,27 +363,6 @@ def fit_calibration(
         for stage, scores in (("before", raw), ("after", calibrated))
     }
     return calibration
-
-
-def calibrate_pipe(pipe: Any, docs: Sequence[Any], gold: numpy.ndarray, mask: numpy.ndarray, *,
-                   alphas: Sequence[float] = (0.1, 0.05), min_support: Optional[int] = None) -> CalibrationResult:
-    """Fit a bertcat component's calibration on held-out docs and store it in the
-    component (`pipe.set_calibration`; saved with the pipeline). Multi-label
-    thresholds are mapped through the calibration, so decisions are unchanged.
-
-    pipe (BertCat): The component (its current calibration, if any, is replaced).
-    docs (Sequence[Doc]): The held-out docs (their text is read).
-    gold, mask (numpy.ndarray): (docs, labels) gold values and where they are known.
-    RETURNS (CalibrationResult): The calibration and the thresholds before.
-    """
-    logits, content = pipe.logits(docs)
-    mask = numpy.asarray(mask, dtype="f") * content[:, None]
-    thresholds_before = dict(pipe.uncalibrated_thresholds)
-    min_support = min_support or pipe.cfg.get("threshold_min_support") or 5
-    calibration = fit_calibration(pipe.labels, logits, gold, mask, exclusive=pipe.exclusive, name=pipe.name,
-                                  alphas=alphas if pipe.exclusive else (), min_support=min_support)
-    pipe.set_calibration(calibration)
-    return CalibrationResult(calibration, thresholds_before)
 
 
 def _softmax(logits: numpy.ndarray) -> numpy.ndarray:

@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy
 
-from ..evaluation.report import best_f1_threshold
+from .metrics import best_f1_threshold
 
 
 # How reports mark a threshold by its source (see threshold_source).

@@ -37,6 +37,7 @@ import torch
 from spacy.language import Language
 from spacy.training import Example
 
+from ..components.pipes import is_bertcat
 from ..errors import Errors
 from .allreduce import GradientAllReduce, StepSync, WorkerLost
 
@@ -116,13 +117,11 @@ def shared_evaluation(evaluate: Callable[[], Tuple[float, Dict[str, Any]]], sync
 def check_pipeline(nlp: Language, frozen: Iterable[str]) -> None:
     """RAISES ValueError (BC067): For a trainable component the workers would not
     keep in sync."""
-    from ..components.bertcat import BertCat
-
     frozen = set(frozen)
     others = [
         name for name, proc in nlp.pipeline
         if name not in frozen and getattr(proc, "is_trainable", False)
-        and getattr(proc, "model", None) not in (True, False, None) and not isinstance(proc, BertCat)
+        and getattr(proc, "model", None) not in (True, False, None) and not is_bertcat(proc)
     ]
     if others:
         raise SameOnEveryWorker(Errors.BC067.format(names=", ".join(others)))
@@ -154,11 +153,10 @@ def install(nlp: Language, sync: StepSync) -> List[GradientAllReduce]:
     import torch.distributed as dist
 
     from ..layers.classifier import get_shim
-    from ..components.bertcat import BertCat
 
     reducers = []
-    for _, proc in nlp.pipeline:
-        if not isinstance(proc, BertCat):
+    for _, proc in nlp.pipeline:  # enabled components only
+        if not is_bertcat(proc):
             continue
         shim = get_shim(proc.model)
         shim.refuse_training()

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy
 from spacy.tokens import Doc
 
-from ..decisions.calibration import calibration_metrics
+from ..decisions.metrics import calibration_metrics, pr_curve, prf, roc_auc
 
 ERROR_TEXT_CHARS = 300
 MAX_CURVE_POINTS = 200
@@ -45,91 +45,6 @@ def score_matrix(docs: Sequence[Doc], labels: Sequence[str]) -> numpy.ndarray:
     return numpy.asarray([[doc.cats.get(label, 0.0) for label in labels] for doc in docs], dtype="f").reshape(
         len(docs), len(labels)
     )
-
-
-def _prf(tp: float, fp: float, fn: float) -> Tuple[float, float, float]:
-    # spaCy's PRFScore: 0.0 (not NaN) where a denominator is 0.
-    tp, fp, fn = float(tp), float(fp), float(fn)
-    p = tp / (tp + fp + 1e-100)
-    r = tp / (tp + fn + 1e-100)
-    return p, r, 2 * p * r / (p + r + 1e-100)
-
-
-def roc_auc(scores: numpy.ndarray, gold: numpy.ndarray) -> Optional[float]:
-    """ROC AUC of one label (ties count half), or None without both classes.
-
-    scores (numpy.ndarray): Predicted scores, 1d.
-    gold (numpy.ndarray): Gold values (1.0 positive, 0.0 negative), 1d.
-    RETURNS (Optional[float]): The area under the ROC curve.
-    """
-    n_pos = int(gold.sum())
-    n_neg = len(gold) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return None
-    order = numpy.argsort(scores, kind="mergesort")
-    ranks = numpy.empty(len(scores), dtype="f8")
-    sorted_scores = scores[order]
-    # Average ranks over ties (Mann-Whitney U).
-    i = 0
-    while i < len(scores):
-        j = i
-        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    u = ranks[gold == 1].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
-
-
-def pr_curve(scores: numpy.ndarray, gold: numpy.ndarray) -> Dict[str, Any]:
-    """Precision and recall of one label at every distinct score threshold.
-
-    RETURNS (Dict[str, Any]): "precision", "recall", "thresholds" (lists, by
-        decreasing threshold) and "average_precision" (None without positives).
-    """
-    n_pos = float(gold.sum())
-    if n_pos == 0 or len(scores) == 0:
-        return {"precision": [], "recall": [], "thresholds": [], "average_precision": None}
-    order = numpy.argsort(-scores, kind="mergesort")
-    s, g = scores[order], gold[order]
-    last = numpy.r_[numpy.nonzero(numpy.diff(s))[0], len(s) - 1]  # end of each tie run
-    tp = numpy.cumsum(g)[last]
-    fp = (last + 1) - tp
-    precision = tp / (tp + fp)
-    recall = tp / n_pos
-    ap = float(numpy.sum(numpy.diff(numpy.r_[0.0, recall]) * precision))
-    return {
-        "precision": precision.tolist(),
-        "recall": recall.tolist(),
-        "thresholds": s[last].tolist(),
-        "average_precision": ap,
-    }
-
-
-def best_f1_threshold(scores: numpy.ndarray, gold: numpy.ndarray) -> Optional[Dict[str, float]]:
-    """The threshold that maximizes one label's F1 (predicting score >= threshold).
-
-    The threshold lies midway between the lowest score kept and the next lower
-    one; among equally good cuts, the one nearest 0.5 wins.
-
-    RETURNS (Optional[Dict[str, float]]): "threshold", "f", "p", "r", or None if
-        the label has no positive example.
-    """
-    n_pos = float(gold.sum())
-    if n_pos == 0:
-        return None
-    order = numpy.argsort(-scores, kind="mergesort")
-    s, g = scores[order].astype("f8"), gold[order]
-    last = numpy.r_[numpy.nonzero(numpy.diff(s))[0], len(s) - 1]
-    tp = numpy.cumsum(g)[last]
-    n_predicted = last + 1
-    f = 2 * tp / (n_predicted + n_pos)
-    below = numpy.r_[s[last[:-1] + 1], 0.0]  # the next lower score (0 after the last)
-    thresholds = numpy.clip((s[last] + below) / 2.0, 1e-4, 1 - 1e-4)
-    best = numpy.flatnonzero(f >= f.max() - 1e-12)
-    k = best[numpy.argmin(numpy.abs(thresholds[best] - 0.5))]
-    p, r, f1 = _prf(tp[k], n_predicted[k] - tp[k], n_pos - tp[k])
-    return {"threshold": float(thresholds[k]), "f": f1, "p": p, "r": r}
 
 
 def _downsample(curve: Dict[str, Any], n: int = MAX_CURVE_POINTS) -> Dict[str, Any]:
@@ -209,7 +124,7 @@ def compute_report(
     curves: Dict[str, Dict[str, Any]] = {}
     for j, label in enumerate(labels):
         rows = mask[:, j] == 1
-        p, r, f = _prf(tp[j], fp[j], fn[j])
+        p, r, f = prf(tp[j], fp[j], fn[j])
         curve = pr_curve(scores[rows, j], gold[rows, j])
         curves[label] = _downsample(curve)
         per_label[label] = {
@@ -221,7 +136,7 @@ def compute_report(
         }
         if thresholds is not None:
             per_label[label]["threshold"] = thresholds[label]
-    micro = _prf(tp.sum(), fp.sum(), fn.sum())
+    micro = prf(tp.sum(), fp.sum(), fn.sum())
     n_labels = len(labels) or 1
     aucs = [v["auc"] for v in per_label.values() if v["auc"] is not None]
     complete = mask.sum(axis=1) == len(labels)

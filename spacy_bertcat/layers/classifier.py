@@ -1,13 +1,15 @@
 """The thinc layer: ``Model[List[Doc], Floats2d]`` from documents to document logits.
 
 forward: tokenize each document once (whole) -> plan windows with the chunking
-strategy -> length-sorted, budgeted batches -> the shim's torch model -> logits.
+strategy -> length-sorted, budgeted batches (``plan_batches``, also what the ONNX
+export samples) -> the shim's torch model -> logits.
 init: load the pretrained model and tokenizer by name (the only place that may touch
 the network) and size the head from the labels.
 """
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import torch
 from spacy.tokens import Doc
 from thinc.api import Model, torch2xp, xp2torch
 from thinc.types import Floats2d
@@ -15,7 +17,7 @@ from thinc.types import Floats2d
 from ..errors import Errors, SettingError, Warnings
 from .adapter import LoraAdapter
 from .chunking import Chunker, DocWindows
-from .batching import make_batches
+from .batching import MIN_PADDING, WindowBatch, make_batches
 from .hf_loading import load_pretrained_config, load_pretrained_model, load_tokenizer
 from .shim import BertCatShim
 from .torch_model import WindowClassifier
@@ -92,15 +94,11 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[Floats2d, Ca
         raise ValueError(Errors.BC017.format(name=model.attrs["name"]))
     if not docs:
         return model.ops.alloc2f(0, model.get_dim("nO")), lambda d_logits: []
-    doc_ids = shim.tokenizer.encode([doc.text for doc in docs])  # type: ignore[union-attr]
-    chunking: Chunker = model.attrs["chunking"]
-    plans = chunking([len(ids) for ids in doc_ids], model.attrs["window"], is_train=is_train)
+    batches, counts, plans = plan_batches(model, [doc.text for doc in docs], is_train)
     model.attrs["truncation"].record(plans, is_train)
-    budget = model.attrs["max_batch_wordpieces"]
-    batches, counts = make_batches(doc_ids, plans, shim.tokenizer, budget, shim.device)
     if not is_train:
         return torch2xp(shim.predict(batches, counts)), lambda d_logits: []
-    recompute = sum(batch.n_wordpieces for batch in batches) > budget
+    recompute = sum(batch.n_wordpieces for batch in batches) > model.attrs["max_batch_wordpieces"]
     logits, backprop_torch = shim.begin_update(batches, counts, recompute=recompute)
 
     def backprop(d_logits: Floats2d) -> List[Doc]:
@@ -108,6 +106,36 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[Floats2d, Ca
         return []
 
     return torch2xp(logits.detach()), backprop
+
+
+def plan_batches(
+    model: Model,
+    texts: List[str],
+    is_train: bool,
+    *,
+    device: Optional[torch.device] = None,
+    min_padding: int = MIN_PADDING,
+) -> Tuple[List[WindowBatch], List[int], List[DocWindows]]:
+    """The classifier's path from texts to window batches: tokenize each text once
+    (whole), plan its windows with the chunking strategy (training's or
+    prediction's plan, `is_train`), and group the windows into length-sorted padded
+    batches within the wordpiece budget. Used by `forward` and by the ONNX export
+    (serving/export.py), so both see the same windows.
+
+    device (Optional[torch.device]): Where the batches go (default: the shim's).
+    min_padding (int): Padding a row may always carry (see layers/batching.py).
+    RETURNS (Tuple[List[WindowBatch], List[int], List[DocWindows]]): The batches,
+        the number of windows of each text, and each text's plan.
+    """
+    shim: BertCatShim = model.shims[0]
+    doc_ids = shim.tokenizer.encode(texts)  # type: ignore[union-attr]
+    chunking: Chunker = model.attrs["chunking"]
+    plans = chunking([len(ids) for ids in doc_ids], model.attrs["window"], is_train=is_train)
+    batches, counts = make_batches(
+        doc_ids, plans, shim.tokenizer, model.attrs["max_batch_wordpieces"],
+        shim.device if device is None else device, min_padding=min_padding,
+    )
+    return batches, counts, plans
 
 
 def init(model: Model, X: Optional[List[Doc]] = None, Y: Optional[Floats2d] = None) -> None:

@@ -1,5 +1,5 @@
-"""The torch shim: runs the WindowClassifier for thinc, steps its optimizer, and
-serializes it.
+"""The torch shim: runs the WindowClassifier for thinc and steps its optimizer; its
+serialization is in layers/shim_io.py.
 
 Public surface: ``model`` (the WindowClassifier), ``hf_model``, ``tokenizer``,
 ``predict`` / ``begin_update`` on window batches, ``finish_update(optimizer)``,
@@ -23,12 +23,10 @@ exponential moving average of the weights in ``optimizer.averages``, and
 ``use_params`` swaps it in, so spaCy evaluates and saves the averaged weights.
 """
 import contextlib
-import json
 import os
 import warnings
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-import srsly
 import torch
 from thinc.api import Optimizer, PyTorchShim, get_torch_default_device
 
@@ -37,13 +35,13 @@ from .freezing import apply_freezing, check_layer_options
 from .optim import LossScale, OptimizerStep, StepResult, averages_key
 from .param_groups import param_groups
 from .batching import WindowBatch
-from .adapter import LoraAdapter, base_fingerprint, is_adapter_param, is_injected, merged_state
-from .encoder_map import HEAD, EncoderMap, build_encoder_map
-from .hf_loading import base_model_from_pretrained, model_from_config
+from .adapter import LoraAdapter, base_fingerprint, is_injected
+from .encoder_map import EncoderMap, build_encoder_map
+from .onnx_runtime import describe
+from .shim_io import shim_from_bytes, shim_to_bytes
 from .tokenizer import WordpieceTokenizer
 from .torch_model import WindowClassifier
 
-FORMAT_VERSION = 1
 AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -145,7 +143,7 @@ class BertCatShim(PyTorchShim):
         self.apply_freezing()
 
     def set_serving_model(self, model: WindowClassifier) -> None:
-        """Install a serving model (serving/onnx.py), keeping the tokenizer: no
+        """Install a serving model (layers/onnx_runtime.py), keeping the tokenizer: no
         encoder map, nothing to train."""
         self._model = model.eval()
         self.encoder_map = None
@@ -156,8 +154,6 @@ class BertCatShim(PyTorchShim):
     def refuse_training(self) -> None:
         """Raise BC065 for a serving model (it has no weights to train)."""
         if self.serving is not None:
-            from ..serving.onnx import describe
-
             raise ValueError(Errors.BC065.format(runtime=describe(self.serving)))
 
     def inject_adapter(self, targets: Optional[List[str]] = None, base: Optional[str] = None) -> None:
@@ -311,107 +307,9 @@ class BertCatShim(PyTorchShim):
                     named[name].copy_(weights)
 
     def to_bytes(self) -> bytes:
-        if self._model is None:
-            return srsly.msgpack_dumps({"format": FORMAT_VERSION, "empty": True})
-        import safetensors.torch
-        import transformers
-
-        if self.serving is not None:
-            return self._serving_to_bytes()
-        state, adapter = self._state_to_save()
-        return srsly.msgpack_dumps(
-            {
-                "format": FORMAT_VERSION,
-                "adapter": adapter,
-                "hf_config": self.hf_model.config.to_json_string(use_diff=False),
-                "aggregation": self._model.aggregation_name,
-                "tokenizer": self.tokenizer.to_bytes(),  # type: ignore[union-attr]
-                "weights": safetensors.torch.save(state),
-                "transformers_version": transformers.__version__,
-            }
-        )
-
-    def _serving_to_bytes(self) -> bytes:
-        import safetensors.torch
-
-        model = self._model
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        return srsly.msgpack_dumps(
-            {
-                "format": FORMAT_VERSION,
-                "runtime": model.runtime,
-                "hf_config": json.dumps(model.config),
-                "aggregation": model.aggregation_name,
-                "tokenizer": self.tokenizer.to_bytes(),  # type: ignore[union-attr]
-                "weights": safetensors.torch.save(state),
-                "onnx": model.onnx_model,
-            }
-        )
-
-    def _state_to_save(self) -> Tuple[Dict[str, torch.Tensor], Optional[Dict[str, Any]]]:
-        """RETURNS: The weights to store, and what a stored adapter needs to load
-        (None where the weights are a plain model's: no adapter, or merged)."""
-        if not is_injected(self._model):
-            return {k: v.detach().contiguous() for k, v in self._model.state_dict().items()}, None
-        if self.adapter.save == "merged":  # type: ignore[union-attr]
-            return merged_state(self._model), None
-        positions = self.encoder_map.positions()  # type: ignore[union-attr]
-        state = {
-            k: v.detach().contiguous() for k, v in self._model.state_dict().items()
-            if is_adapter_param(k) or not k.startswith("hf_model.") or positions.get(k, ("",))[0] == HEAD
-        }
-        info = {"settings": self.adapter.to_dict(), "targets": self.adapter_targets, "base": self.adapter_base}  # type: ignore[union-attr]
-        return state, info
+        """RETURNS (bytes): The model, tokenizer and settings (layers/shim_io.py)."""
+        return shim_to_bytes(self)
 
     def from_bytes(self, data: bytes) -> "BertCatShim":
-        import safetensors.torch
-
-        try:
-            msg = srsly.msgpack_loads(data)
-            if msg.get("empty"):
-                return self
-            hf_config = json.loads(msg["hf_config"])
-            tokenizer = WordpieceTokenizer.from_bytes(msg["tokenizer"])
-            weights = safetensors.torch.load(msg["weights"])
-        except Exception as e:  # msgpack, JSON and safetensors all raise their own
-            raise ValueError(Errors.BC012.format(where="", reason=repr(e))) from e
-        if msg.get("runtime"):
-            from ..serving.onnx import OnnxWindowClassifier
-
-            model = OnnxWindowClassifier(msg["onnx"], hf_config, msg["aggregation"], msg["runtime"])
-            model.load_state_dict(weights, strict=True)
-            self.tokenizer = tokenizer
-            self.set_serving_model(model.to(get_torch_default_device()))
-            return self
-        if msg.get("adapter"):
-            return self._load_with_adapter(msg, hf_config, tokenizer, weights)
-        hf_model = model_from_config(hf_config, self.cfg["attn_implementation"])
-        model = WindowClassifier(hf_model, msg["aggregation"])
-        model.load_state_dict(weights, strict=True)
-        self.set_model(model, tokenizer, inject_adapter=False)
-        return self
-
-    def _load_with_adapter(self, msg: Dict[str, Any], hf_config: Dict[str, Any], tokenizer: WordpieceTokenizer,
-                           weights: Dict[str, torch.Tensor]) -> "BertCatShim":
-        """Load the base encoder from the model's name, check it is the base the
-        adapter was trained on, inject the adapter and load its weights and the
-        head's."""
-        info = msg["adapter"]
-        name = self.cfg.get("name")
-        try:
-            hf_model = base_model_from_pretrained(name, hf_config, self.cfg["attn_implementation"])
-        except Exception as e:
-            raise ValueError(Errors.BC062.format(detail=f"the base '{name}' cannot be loaded ({e})")) from e
-        self.adapter = LoraAdapter(**info["settings"])
-        self.set_model(WindowClassifier(hf_model, msg["aggregation"]), tokenizer, inject_adapter=False)
-        found = base_fingerprint(self._model, self.encoder_map)
-        if found != info["base"]:
-            detail = f"the encoder weights in '{name}' are not the ones it was trained on"
-            raise ValueError(Errors.BC062.format(detail=detail))
-        self.inject_adapter(info["targets"], base=found)
-        missing, unexpected = self._model.load_state_dict(weights, strict=False)
-        missing = [k for k in missing if k in weights or is_adapter_param(k) or not k.startswith("hf_model.")
-                   or self.encoder_map.positions().get(k, ("",))[0] == HEAD]
-        if missing or unexpected:
-            raise ValueError(Errors.BC012.format(where="", reason=f"adapter weights: missing {missing[:5]}, unexpected {unexpected[:5]}"))
-        return self
+        """Load what `to_bytes` stored (layers/shim_io.py). RETURNS: self."""
+        return shim_from_bytes(self, data)

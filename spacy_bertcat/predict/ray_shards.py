@@ -1,7 +1,7 @@
-"""The datasinks of ray.predict_files: Parquet or JSONL shards, named in input order.
+"""The datasinks of ray_files.predict_files: Parquet or JSONL shards, named in input order.
 
-A module of its own because the classes subclass Ray's: ray.py imports it inside a
-function, so importing ray.py never needs Ray, and Ray's workers unpickle the sinks
+A module of its own because the classes subclass Ray's: ray_files.py imports it inside
+a function, so importing ray.py never needs Ray, and Ray's workers unpickle the sinks
 by reference.
 """
 import json

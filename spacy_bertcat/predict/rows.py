@@ -1,8 +1,8 @@
 """Prediction rows: what `spacy-bertcat predict` and spacy_bertcat.predict.ray write for a text.
 
-One implementation of the output contract, shared by the JSONL command (cli/predict.py)
-and Ray Data batch prediction (ray.py), so a row means the same thing whichever engine
-wrote it:
+One implementation of the output contract, shared by local prediction (local.py, the
+JSONL command) and Ray Data batch prediction (ray.py), so a row means the same thing
+whichever engine wrote it:
 
 - ``cats``: the classifier's score of each of its labels;
 - ``predicted_label`` (exclusive classes: the highest score; None for empty text) or

@@ -1,0 +1,80 @@
+"""Fitting a bertcat component's calibration on held-out data (the library behind
+`spacy-bertcat calibrate`); the calibrators themselves are decisions/calibration.py."""
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy
+from spacy.language import Language
+
+from ..components.pipes import Classifier
+from ..data.records import read_labelled_docs
+from ..decisions.calibration import Calibration, fit_calibration
+from ..errors import Errors
+from .report import gold_matrix
+
+
+@dataclass
+class CalibrationResult:
+    """calibration (Calibration): What was fitted and stored. thresholds_before
+    (Dict[str, float]): The multi-label thresholds before (on uncalibrated scores).
+    notes (List[str]): What the user should know about the estimate."""
+
+    calibration: Calibration
+    thresholds_before: Dict[str, float]
+    notes: List[str] = field(default_factory=list)
+
+
+def calibrate_pipe(pipe: Any, docs: Sequence[Any], gold: numpy.ndarray, mask: numpy.ndarray, *,
+                   alphas: Sequence[float] = (0.1, 0.05), min_support: Optional[int] = None) -> CalibrationResult:
+    """Fit a bertcat component's calibration on held-out docs and store it in the
+    component (`pipe.set_calibration`; saved with the pipeline). Multi-label
+    thresholds are mapped through the calibration, so decisions are unchanged.
+
+    pipe (BertCat): The component (its current calibration, if any, is replaced).
+    docs (Sequence[Doc]): The held-out docs (their text is read).
+    gold, mask (numpy.ndarray): (docs, labels) gold values and where they are known.
+    RETURNS (CalibrationResult): The calibration and the thresholds before.
+    """
+    logits, content = pipe.logits(docs)
+    mask = numpy.asarray(mask, dtype="f") * content[:, None]
+    thresholds_before = dict(pipe.uncalibrated_thresholds)
+    min_support = min_support or pipe.cfg.get("threshold_min_support") or 5
+    calibration = fit_calibration(pipe.labels, logits, gold, mask, exclusive=pipe.exclusive, name=pipe.name,
+                                  alphas=alphas if pipe.exclusive else (), min_support=min_support)
+    pipe.set_calibration(calibration)
+    return CalibrationResult(calibration, thresholds_before)
+
+
+def calibrate(
+    nlp: Language,
+    data_path: Path,
+    *,
+    component: Optional[str] = None,
+    alphas: List[float] = (0.1, 0.05),
+    min_support: Optional[int] = None,
+    text_field: str = "text",
+    label_field: Optional[str] = None,
+    labels_sep: str = "|",
+) -> Dict[str, Any]:
+    """Fit and store a component's calibration (not saved; see calibrate_pipe).
+
+    RETURNS (Dict[str, Any]): "component", "calibration" (Calibration) and
+        "thresholds_before".
+    """
+    classifier = Classifier(nlp, component)
+    if not hasattr(classifier.pipe, "set_calibration"):
+        raise ValueError(Errors.BC059.format(name=classifier.name, factory=classifier.factory))
+    docs = read_labelled_docs(
+        data_path, nlp, labels=classifier.labels, text_field=text_field, label_field=label_field,
+        labels_sep=labels_sep, exclusive=True if classifier.exclusive else None,
+    )
+    gold, mask = gold_matrix(docs, classifier.labels)
+    if not mask.any():
+        raise ValueError(Errors.BC040.format(path=data_path, labels=classifier.labels, task="calibrate"))
+    result = calibrate_pipe(classifier.pipe, docs, gold, mask, alphas=list(alphas), min_support=min_support)
+    nlp.meta.setdefault("bertcat_calibration", {})[classifier.name] = {
+        "method": result.calibration.method, "data": str(data_path), "n_docs": result.calibration.n_docs,
+        "fitted": result.calibration.fitted,
+    }
+    return {"component": classifier.name, "calibration": result.calibration, "thresholds_before": result.thresholds_before}

@@ -1,0 +1,107 @@
+"""The evaluation report of a pipeline's text classifier on gold data (the library
+behind `spacy-bertcat evaluate`): predict, compute the report (report.py), and
+write it as markdown + JSON + PNG pictures."""
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional
+
+import numpy
+import srsly
+from spacy.language import Language
+from spacy.tokens import Doc
+from spacy.training import Example
+
+from ..components.extensions import uncalibrated_cats
+from ..components.pipes import Classifier, classify_texts
+from ..data.records import META_KEY, read_labelled_docs
+from ..decisions.calibration import conformal_report
+from ..errors import Errors
+from .markdown import to_markdown
+from .report import compute_report, gold_matrix, score_matrix
+
+
+def evaluate(
+    nlp: Language,
+    data_path: Path,
+    *,
+    component: Optional[str] = None,
+    text_field: str = "text",
+    label_field: Optional[str] = None,
+    labels_sep: str = "|",
+    batch_size: Optional[int] = None,
+    n_errors: int = 20,
+    progress: Optional[Callable[[Iterator[Doc], int], Iterable[Doc]]] = None,
+) -> Dict[str, Any]:
+    """Predict on gold data and compute the report (see report.compute_report),
+    plus the component's spaCy scores under "spacy_scores".
+
+    RETURNS (Dict[str, Any]): The report.
+    """
+    classifier = Classifier(nlp, component)
+    gold_docs = read_labelled_docs(
+        data_path, nlp, labels=classifier.labels, text_field=text_field, label_field=label_field,
+        labels_sep=labels_sep, exclusive=True if classifier.exclusive else None,
+    )
+    unknown = sorted({k for doc in gold_docs for k in doc.cats} - set(classifier.labels))
+    if unknown:
+        raise ValueError(Errors.BC035.format(path=data_path, unknown=unknown, name=classifier.name, labels=classifier.labels))
+    gold, mask = gold_matrix(gold_docs, classifier.labels)
+    if not mask.any():
+        raise ValueError(Errors.BC040.format(path=data_path, labels=classifier.labels, task="evaluate"))
+    texts = [doc.text for doc in gold_docs]
+    wrap = (lambda docs: progress(docs, len(texts))) if progress is not None else None
+    pred_docs = classify_texts(nlp, classifier.name, texts, batch_size=batch_size, progress=wrap)
+    scores = score_matrix(pred_docs, classifier.labels)
+    calibration = classifier.pipe.decisions.calibration if classifier.is_bertcat else None
+    raw = None
+    if calibration is not None:
+        raw = numpy.asarray([[uncalibrated_cats(doc, classifier.name)[label] for label in classifier.labels]
+                             for doc in pred_docs], dtype="f").reshape(scores.shape)
+    ids = [doc.user_data.get(META_KEY, {}).get("id", i) for i, doc in enumerate(gold_docs)]
+    report = compute_report(
+        classifier.labels, gold, scores, exclusive=classifier.exclusive, mask=mask,
+        thresholds=classifier.thresholds, texts=texts, ids=ids, n_errors=n_errors, uncalibrated_scores=raw,
+    )
+    if calibration is not None:
+        report["calibration"].update(method=calibration.method, description=calibration.describe(),
+                                     fitted=calibration.fitted)
+        if calibration.alphas:
+            report["conformal"] = conformal_report(calibration, gold, raw, mask)
+    examples = [Example(pred, ref) for pred, ref in zip(pred_docs, gold_docs)]
+    report["spacy_scores"] = classifier.pipe.score(examples)
+    report["component"] = classifier.name
+    decisions = classifier.pipe.decisions if classifier.is_bertcat else None
+    report["thresholds_fallback"] = decisions.fallback if decisions is not None else []
+    report["thresholds_by_prevalence"] = decisions.by_prevalence if decisions is not None else []
+    return report
+
+
+def write_report(
+    report: Dict[str, Any],
+    output_dir: Path,
+    *,
+    title: str,
+    baseline: Optional[Dict[str, Any]] = None,
+    plots: bool = True,
+    context: Optional[Dict[str, Any]] = None,
+) -> list:
+    """Write report.json, report.md and (with plots) the two PNGs.
+
+    RETURNS (list): The paths written.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    images: Dict[str, str] = {}
+    paths = []
+    if plots:
+        from ..evaluation.plots import plot_confusion, plot_pr_curves, plot_reliability
+
+        paths.append(plot_confusion(report, output_dir / "confusion_matrix.png"))
+        paths.append(plot_pr_curves(report, output_dir / "pr_curves.png"))
+        paths.append(plot_reliability(report, output_dir / "reliability.png"))
+        images = {"confusion": "confusion_matrix.png", "pr_curves": "pr_curves.png", "reliability": "reliability.png"}
+    data = dict(report)
+    if baseline is not None:
+        data["baseline"] = baseline
+    srsly.write_json(output_dir / "report.json", data)
+    markdown = to_markdown(report, title=title, images=images, baseline=baseline, context=context)
+    (output_dir / "report.md").write_text(markdown, encoding="utf-8")
+    return [output_dir / "report.md", output_dir / "report.json"] + paths
