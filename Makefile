@@ -51,7 +51,7 @@ format: $(VENV)/.installed
 	$(VENV)/bin/ruff format spacy_bertcat tests bench scripts
 	$(VENV)/bin/ruff check --fix spacy_bertcat tests bench scripts
 
-# The README's table of encoder families, from the family tests under both
+# The table of encoder families (docs/guides/families.md), from the family tests under both
 # transformers versions (results kept in bench/results/family_matrix_*.json).
 TF5_PY := .venv-tf5/bin/python
 family-matrix: $(VENV)/.installed
@@ -59,7 +59,7 @@ family-matrix: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 BERTCAT_FAMILY_MATRIX=bench/results/family_matrix_tf4.json $(PY) -m pytest -q tests/test_families.py -k "not readme"
 	HF_HUB_OFFLINE=1 BERTCAT_FAMILY_MATRIX=bench/results/family_matrix_tf5.json BERTCAT_OTHER_PYTHON=$(CURDIR)/$(PY) \
 		$(TF5_PY) -m pytest -q tests/test_families.py tests/test_version_drift.py -k "not readme"
-	$(PY) scripts/family_matrix.py bench/results/family_matrix_tf4.json bench/results/family_matrix_tf5.json --readme README.md
+	$(PY) scripts/family_matrix.py bench/results/family_matrix_tf4.json bench/results/family_matrix_tf5.json --readme docs/guides/families.md
 
 clean:
 	rm -rf $(VENV) .venv-tf5 training corpus metrics packages reports

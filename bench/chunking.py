@@ -11,17 +11,20 @@ and learned attention.
 import argparse
 import json
 import random
-import shlex
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (  # noqa: E402
-    DEFAULT_DATA, accuracy_macro_f1, label_set, minilm_path, read_jsonl, timer, to_docbin, write_results,
+    DEFAULT_DATA, accuracy_macro_f1, command_line, label_set, minilm_path, parse_args, read_jsonl, timer, to_docbin,
+    write_results,
 )
 
 CONFIG = Path(__file__).parent.parent / "configs" / "bertcat.cfg"
+# --smoke: every strategy on BBC News (its test split is small to measure in
+# wordpieces; IMDB's is 12,500 reviews), a few documents, 2 steps.
+SMOKE = {"datasets": "bbc_news", "train": 8, "test": 4, "test_long": 4, "steps": 2, "batch_size": 4, "max_length": 32}
 
 
 def strategies(window: int, max_windows: int, max_windows_predict=None, names=None):
@@ -108,7 +111,7 @@ def run(dataset: str, args, command: str):
     return rows
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default="bbc_news,imdb")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
@@ -127,9 +130,9 @@ def main():
                         help="comma-separated subset of head,head_tail,sliding_mean,sliding_max,sliding_attention")
     parser.add_argument("--name", default="chunking", help="results file name under bench/results/")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parse_args(parser, argv, SMOKE)
     args.model = args.model or minilm_path()
-    command = "python bench/chunking.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line("chunking.py", argv)
     rows = [row for dataset in args.datasets.split(",") for row in run(dataset, args, command)]
     notes = (f"MiniLM (all-MiniLM-L6-v2), windows of {args.max_length} wordpieces, {args.steps} steps x batch "
              f"{args.batch_size} on {args.train} training documents, lr {args.lr}, seed {args.seed}; sliding windows: "
@@ -139,7 +142,7 @@ def main():
     write_results(args.name, command, rows, [
         "dataset", "strategy", "all_accuracy", "all_macro_f1", "long_accuracy", "long_macro_f1",
         "long_accuracy_vs_head", "train_ms_per_doc", "long_predict_ms_per_doc", "long_predict_time_vs_head",
-    ], notes)
+    ], notes, results_dir=args.results_dir)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks and speed runs, in one go on the lent GPU machine (see README,
+# The GPU checks and speed runs, in one go on the lent GPU machine (see docs/guides/training.md,
 # "GPU"): wheels from ../shared/tools/gpu-wheels.sh in .whl, data samples and the
 # MiniLM tokenizer files in .gpudata (both carried, git-ignored).
 set -u

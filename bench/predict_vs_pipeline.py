@@ -27,7 +27,8 @@ from common import (  # noqa: E402
 
 # --smoke: a few texts, one batch size, int8 serving (fp32 is the same path without
 # quantization), one scaling row; measurements run in this process (in_child inline).
-SMOKE = {"short": 8, "long": 4, "batch_sizes": "4", "max_length": 64, "scaling": "4000", "serving": "int8"}
+SMOKE = {"short": 8, "long": 4, "batch_sizes": "4", "max_length": 64, "scaling": "1000", "scaling_words": 2000,
+         "serving": "int8"}
 
 
 def build_pipeline(model: str, labels, chunking: dict, max_length: int, device: str):
@@ -106,6 +107,7 @@ def main(argv=None):
     parser.add_argument("--batch-sizes", default="1,32,128")
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--scaling", default="100,500,1000,2000,5000,10000,20000")
+    parser.add_argument("--scaling-words", type=int, default=40_000, help="words per scaling row (documents of n words each)")
     parser.add_argument("--serving", default="int8,fp32", help="optimized variants to measure ('' for none)")
     parser.add_argument("--name", default=None)
     args = parse_args(parser, argv, SMOKE)
@@ -148,7 +150,7 @@ def main(argv=None):
     rng = random.Random(0)
     vocabulary = " ".join(data["long"]).split()
     for n_words in [int(n) for n in args.scaling.split(",") if n]:
-        texts = [synthetic_doc(vocabulary, n_words, rng) for _ in range(max(1, 40_000 // n_words))]
+        texts = [synthetic_doc(vocabulary, n_words, rng) for _ in range(max(1, args.scaling_words // n_words))]
         spec = {"system": "bertcat", "chunking": "sliding_window", "texts": texts, "batch_size": 32,
                 "model": args.model, "max_length": args.max_length, "device": args.device}
         result = in_child(__file__, spec, inline=args.smoke)

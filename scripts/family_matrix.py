@@ -1,8 +1,8 @@
-"""Write the README's table of supported encoder families from the family-matrix
+"""Write the table of supported encoder families (docs/guides/families.md) from the family-matrix
 results (tests/test_families.py and tests/test_version_drift.py, run with
 BERTCAT_FAMILY_MATRIX=path under each transformers version; `make family-matrix`).
 
-    python scripts/family_matrix.py RESULTS.json [RESULTS.json ...] --readme README.md
+    python scripts/family_matrix.py RESULTS.json [RESULTS.json ...] --readme docs/guides/families.md
 """
 import argparse
 import json
@@ -83,7 +83,7 @@ def render(results):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="+", type=Path)
-    parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    parser.add_argument("--readme", type=Path, default=Path("docs/guides/families.md"))
     args = parser.parse_args()
     results = []
     for path in args.results:

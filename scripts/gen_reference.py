@@ -15,6 +15,7 @@ The output is deterministic: sorted, without timestamps, absolute paths or memor
 addresses, and the same under transformers 4 and 5. tests/test_reference_docs.py
 compares the pages with ``expected_pages()``.
 """
+
 import argparse
 import collections.abc
 import configparser
@@ -40,6 +41,7 @@ REGISTRY_GROUPS = {
     "spacy_scorers": ("Scorers", "@scorers"),
 }
 FACTORIES = ("bertcat", "bertcat_multilabel")
+UNION_TYPES = (typing.Union,) + ((types.UnionType,) if hasattr(types, "UnionType") else ())
 DIFF_LINES = 40
 
 
@@ -105,10 +107,13 @@ def format_annotation(annotation: Any) -> str:
     if isinstance(annotation, typing.TypeVar):
         return annotation.__name__
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    union_types = (typing.Union,) + ((types.UnionType,) if hasattr(types, "UnionType") else ())
-    if origin in union_types:
+    if origin in UNION_TYPES:
         rest = [a for a in args if a is not type(None)]
-        inner = format_annotation(rest[0]) if len(rest) == 1 else "Union[" + ", ".join(format_annotation(a) for a in rest) + "]"
+        inner = (
+            format_annotation(rest[0])
+            if len(rest) == 1
+            else "Union[" + ", ".join(format_annotation(a) for a in rest) + "]"
+        )
         return f"Optional[{inner}]" if len(rest) < len(args) else inner
     if origin is typing.Literal:
         return "Literal[" + ", ".join(repr(a) for a in args) + "]"
@@ -123,6 +128,15 @@ def format_annotation(annotation: Any) -> str:
         return annotation.__qualname__
     text = re.sub(r" at 0x[0-9a-fA-F]+", "", repr(annotation))
     return re.sub(r"\b(?:[A-Za-z_][A-Za-z0-9_]*\.)+(?=[A-Za-z_])", "", text)
+
+
+def _type_hints(function: Callable) -> Dict[str, Any]:
+    """RETURNS (Dict[str, Any]): The function's resolved annotations (none where
+    one does not resolve: the written ones are used then)."""
+    try:
+        return typing.get_type_hints(function)
+    except Exception:
+        return {}
 
 
 def _typing_name(origin: Any) -> str:
@@ -197,10 +211,9 @@ def _option_type(param: Any, function: Callable) -> str:
     parameter = signature.parameters.get(param.name)
     if parameter is None:
         return ""
-    hints = typing.get_type_hints(function)
-    annotation = hints.get(param.name, parameter.annotation)
+    annotation = _type_hints(function).get(param.name, parameter.annotation)
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is typing.Union:
+    if origin in UNION_TYPES:
         annotation = next(a for a in args if a is not type(None))
         origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     repeat = origin in (list, tuple, set, typing.List)
@@ -345,7 +358,8 @@ def errors_page() -> str:
     out.append(
         f"{len(error_codes)} errors ({error_codes[0][0]} to {error_codes[-1][0]}), "
         f"{len(warning_codes)} warnings ({warning_codes[0][0]} to {warning_codes[-1][0]}).\n"
-        if error_codes and warning_codes else ""
+        if error_codes and warning_codes
+        else ""
     )
     for title, items in (("Errors", error_codes), ("Warnings", warning_codes)):
         out.append(f"## {title}\n")
@@ -386,10 +400,7 @@ def _anchor(name: str) -> str:
 
 def _parameters_table(function: Callable, skip: Tuple[str, ...] = ()) -> str:
     _, documented = parse_docstring(function.__doc__)
-    try:
-        hints = typing.get_type_hints(function)
-    except Exception:  # an annotation that does not resolve: the written one
-        hints = {}
+    hints = _type_hints(function)
     rows = []
     for name, parameter in inspect.signature(function).parameters.items():
         if name in skip or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
@@ -450,7 +461,7 @@ def settings_page() -> str:
             function = _resolve(target)
             first, _ = parse_docstring(function.__doc__)
             out.append(f"### {name}\n")
-            out.append(f"`{marker} = \"{name}\"`: `{target.replace(':', '.')}`\n")
+            out.append(f'`{marker} = "{name}"`: `{target.replace(":", ".")}`\n')
             if first:
                 out.append(escape(first) + "\n")
             out.append(_parameters_table(function))
@@ -489,10 +500,16 @@ def stale_pages(root: Path = ROOT) -> Dict[Path, str]:
         target = root / path
         current = target.read_text(encoding="utf-8") if target.exists() else ""
         if current != expected:
-            diff = list(difflib.unified_diff(
-                current.splitlines(), expected.splitlines(), f"{path.as_posix()} (file)", f"{path.as_posix()} (expected)",
-                lineterm="", n=1,
-            ))
+            diff = list(
+                difflib.unified_diff(
+                    current.splitlines(),
+                    expected.splitlines(),
+                    f"{path.as_posix()} (file)",
+                    f"{path.as_posix()} (expected)",
+                    lineterm="",
+                    n=1,
+                )
+            )
             more = len(diff) - DIFF_LINES
             stale[path] = "\n".join(diff[:DIFF_LINES]) + (f"\n... ({more} more diff lines)" if more > 0 else "")
     return stale

@@ -292,7 +292,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "`chmod -R a+rX` on the pipeline directory, or save it again: bertcat "
         "now writes its files honouring the umask, like spaCy's own."
     )
-    # Data, CLI and reports (spacy_bertcat/data.py, cli/, report.py, plots.py).
+    # Data, CLI and reports (data/, cli/, evaluation/).
     BC030 = "Invalid record in {path}, line {line}: {problem}."
     BC031 = (
         "Invalid JSON in {path}, line {line}: {reason}. Each line of a JSONL file "
@@ -452,7 +452,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "and the launcher stopped the other workers. {printed}model-last (if "
         "any) holds the last complete save."
     )
-    # Ray Data prediction (spacy_bertcat/ray.py, predict --engine ray): BC072-BC077.
+    # Ray Data prediction (predict/ray.py, predict --engine ray): BC072-BC077.
     BC072 = (
         "Ray prediction needs Ray Data, which is not installed. Run `pip install "
         "\"spacy-bertcat[ray]\"` (or `pip install \"ray[data]\"`), or predict "

@@ -1,5 +1,5 @@
 """The family matrix: every supported encoder family, as a tiny random model built
-in-process, through the same checks. `make family-matrix` writes the README's
+in-process, through the same checks. `make family-matrix` writes docs/guides/families.md's
 table from these results under both transformers versions (the cross-version
 loads are in test_version_drift.py)."""
 import json
@@ -380,9 +380,9 @@ def test_loading_does_not_depend_on_the_attention_implementation(family_dirs, tm
 
 
 def test_readme_matrix_lists_every_tested_family():
-    """The README's table (written by `make family-matrix`) covers exactly the
+    """The families table (docs/guides/families.md, written by `make family-matrix`) covers exactly the
     families this test matrix checks."""
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "guides" / "families.md").read_text()
     block = text.split("<!-- family-matrix:start -->")[1].split("<!-- family-matrix:end -->")[0]
     listed = {line.split("`")[1] for line in block.splitlines() if line.startswith("| `")}
     assert listed == set(TESTED_FAMILIES)

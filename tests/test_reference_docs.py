@@ -5,6 +5,7 @@ docs/reference/cli.md, errors.md and settings.md are written by
 scripts/gen_reference.py from the typer app, spacy_bertcat/errors.py and the
 registered functions; a change to any of them without regenerating fails here.
 """
+
 import difflib
 import importlib.util
 import re
@@ -41,7 +42,9 @@ def test_generated_pages_are_current(expected):
         current = target.read_text(encoding="utf-8") if target.exists() else None
         if current != text:
             stale.append(path.as_posix() + (" (missing)" if current is None else ""))
-            diff = difflib.unified_diff((current or "").splitlines(), text.splitlines(), "file", "expected", lineterm="", n=0)
+            diff = difflib.unified_diff(
+                (current or "").splitlines(), text.splitlines(), "file", "expected", lineterm="", n=0
+            )
             diffs.extend(list(diff)[:12])
     assert not stale, f"Out of date: {', '.join(stale)}; {FIX}\n" + "\n".join(diffs)
 
@@ -66,7 +69,9 @@ def test_every_code_and_command_is_documented(expected):
     from spacy_bertcat.errors import Errors, Warnings
 
     errors = expected[Path("docs/reference/errors.md")]
-    codes = [k for k in vars(Errors) if re.fullmatch(r"BC\d{3}", k)] + [k for k in vars(Warnings) if re.fullmatch(r"BCW\d{3}", k)]
+    codes = [k for k in vars(Errors) if re.fullmatch(r"BC\d{3}", k)] + [
+        k for k in vars(Warnings) if re.fullmatch(r"BCW\d{3}", k)
+    ]
     assert codes
     for code in codes:
         assert f"### {code}\n" in errors, code
@@ -115,7 +120,7 @@ def test_relative_links_lead_to_files():
 
 def test_link_finder():
     text = (
-        "[a](docs/a.md) ![img](pics/x.png \"title\") [b](https://x.org) [c](#anchor) [d](../d.md#part)\n"
+        '[a](docs/a.md) ![img](pics/x.png "title") [b](https://x.org) [c](#anchor) [d](../d.md#part)\n'
         "`[e](e.md)`\n```\n[f](f.md)\n```\n[g]: g.md\n"
     )
     assert list(relative_links(text)) == ["docs/a.md", "pics/x.png", "../d.md#part", "g.md"]

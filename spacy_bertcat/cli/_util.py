@@ -11,8 +11,9 @@ from ..components.pipes import Classifier, classify_texts, only_component  # noq
 from ..data.atomic import save_directory_atomically
 
 NAME = "spacy-bertcat"
-HELP = """spacy-bertcat: data conversion, evaluation reports, prediction and
-threshold tuning for spaCy text classification pipelines (bertcat, textcat).
+HELP = """spacy-bertcat: data conversion, training (also data-parallel), evaluation
+reports, threshold tuning, calibration, prediction (local or on Ray) and
+serving optimization for spaCy text classification pipelines (bertcat, textcat).
 Run `python -m spacy_bertcat COMMAND --help` for a command's options.
 """
 

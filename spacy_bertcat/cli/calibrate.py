@@ -1,5 +1,5 @@
 """`calibrate`: fit a classifier's calibration on held-out data and store it in the
-pipeline (see calibration.py)."""
+pipeline (see decisions/calibration.py)."""
 import warnings
 from pathlib import Path
 from typing import List, Optional

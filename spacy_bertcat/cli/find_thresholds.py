@@ -28,7 +28,7 @@ def find_thresholds_cli(
     Tune one decision threshold per label of a multi-label classifier: for each
     label, the threshold that maximizes its F1 on the given (dev) data. Labels
     with fewer than --min-support positives there share one threshold, as in
-    training (see the README's multi-label section). The thresholds are stored in
+    training (see docs/guides/multilabel.md). The thresholds are stored in
     the component (`pipe.set_thresholds`), saved with the pipeline, and used by
     its scorer and by `evaluate` and `predict`. spaCy's textcat_multilabel has a
     single global threshold; labels without a positive example in the data keep

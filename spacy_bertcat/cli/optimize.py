@@ -1,5 +1,5 @@
 """`optimize`: a pipeline for CPU serving, its bertcat encoders on ONNX Runtime
-(int8 by default), saved as a normal pipeline (see serving/onnx.py)."""
+(int8 by default), saved as a normal pipeline (see serving/optimize.py)."""
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional

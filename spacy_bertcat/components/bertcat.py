@@ -102,7 +102,18 @@ def make_bertcat(
     class_weights: ClassWeights,
     scorer: Optional[Callable],
 ) -> "BertCat":
-    """A fine-tuned transformer classifier for mutually exclusive classes."""
+    """A fine-tuned transformer classifier for mutually exclusive classes.
+
+    model (Model[List[Doc], Floats2d]): The classifier model, docs to logits
+        (spacy-bertcat.BertClassifier.v1).
+    threshold (float): The threshold spaCy's scorer and `spacy find-threshold`
+        read; the decision is always the top class (for a binary task, see
+        `positive_label` at initialize).
+    class_weights (ClassWeights): Weights of each class in the loss: null,
+        "balanced", spacy-bertcat.balanced_class_weights.v1, or a block of
+        label = weight lines.
+    scorer (Optional[Callable]): The scorer (spaCy's textcat scorer).
+    """
     return BertCat(nlp.vocab, model, name, threshold=threshold, class_weights=class_weights, scorer=scorer)
 
 
@@ -402,7 +413,7 @@ class BertCat(TrainablePipe):
     @property
     def calibration(self) -> Optional[Calibration]:
         """RETURNS (Optional[Calibration]): The fitted calibration that doc.cats
-        goes through, or None (see calibration.py and `spacy-bertcat calibrate`)."""
+        goes through, or None (see decisions/calibration.py and `spacy-bertcat calibrate`)."""
         return self.decisions.calibration
 
     def set_calibration(self, calibration: Optional[Calibration]) -> None:

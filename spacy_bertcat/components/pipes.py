@@ -80,7 +80,7 @@ class Classifier:
         if name not in nlp.pipe_names:
             raise ValueError(Errors.BC033.format(detail=f" named '{name}'", names=nlp.pipe_names))
         self.name = name
-        self.pipe = nlp.get_pipe(name)
+        self.pipe: Any = nlp.get_pipe(name)
         self.factory = nlp.get_pipe_meta(name).factory
         self.labels: List[str] = list(getattr(self.pipe, "labels", ()))
         self.exclusive = is_exclusive(self.pipe)

@@ -16,7 +16,7 @@ from ..data.atomic import atomic_write
 
 def write_component(pipe: TrainablePipe, path: Union[str, Path], exclude) -> None:
     """Save like TrainablePipe.to_disk, each file written atomically (see
-    util.atomic_write), with the mode spaCy's own files get."""
+    data/atomic.py), with the mode spaCy's own files get."""
     serialize = {
         "cfg": lambda p: atomic_write(p, srsly.json_dumps(pipe.cfg, indent=2).encode("utf8")),
         "vocab": lambda p: pipe.vocab.to_disk(p, exclude=exclude),

@@ -1,6 +1,6 @@
 """Decision thresholds of multi-label components, tuned on held-out data.
 
-Each label gets the threshold that maximizes its F1 on the data (report.py's
+Each label gets the threshold that maximizes its F1 on the data (metrics.py's
 best_f1_threshold). A label with fewer than `min_support` positives there is too rare
 for its own threshold to mean anything (with one positive, any cut just below its
 score looks perfect): the rare labels share one *global* threshold instead, the

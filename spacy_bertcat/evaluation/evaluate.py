@@ -84,7 +84,7 @@ def write_report(
     plots: bool = True,
     context: Optional[Dict[str, Any]] = None,
 ) -> list:
-    """Write report.json, report.md and (with plots) the two PNGs.
+    """Write report.json, report.md and (with plots) the three PNGs.
 
     RETURNS (list): The paths written.
     """

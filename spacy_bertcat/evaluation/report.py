@@ -9,7 +9,7 @@ precision, recall and F1 per label; micro scores from the pooled counts; macro s
 as the mean of the per-label values. Differences: ROC AUC is averaged over the labels
 where it is defined (both classes present) rather than counting the others as 0, and
 documents with no gold annotation are left out. Pictures are drawn by plots.py,
-markdown is written by cli/_markdown.py.
+markdown is written by markdown.py.
 """
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 

@@ -3,7 +3,7 @@
 Everything structural (layers, embeddings, head, position limit) is found from the
 model itself (encoder_map.py). What remains is configuration: the names each
 family's config gives its dropout rates, and the families the test matrix verifies
-(tests/test_families.py; the README's table is generated from it).
+(tests/test_families.py; docs/guides/families.md's table is generated from it).
 """
 import inspect
 import warnings

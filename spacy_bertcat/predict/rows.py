@@ -9,7 +9,7 @@ whichever engine wrote it:
   ``predicted_labels`` (multi-label: the labels at or above their threshold; none for
   empty text);
 - ``prediction_set`` where the component is calibrated with conformal prediction
-  sets (see calibration.py);
+  sets (see decisions/calibration.py);
 - ``error`` instead of all of these for a record whose text cannot be classified (it
   is missing or not a string): such a row keeps its place, nothing stops the run.
 
