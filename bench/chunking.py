@@ -24,7 +24,8 @@ from common import (  # noqa: E402
 CONFIG = Path(__file__).parent.parent / "configs" / "bertcat.cfg"
 # --smoke: every strategy on BBC News (its test split is small to measure in
 # wordpieces; IMDB's is 12,500 reviews), a few documents, 2 steps.
-SMOKE = {"datasets": "bbc_news", "train": 8, "test": 4, "test_long": 4, "steps": 2, "batch_size": 4, "max_length": 32}
+SMOKE = {"datasets": "bbc_news", "train": 8, "dev": 4, "test": 4, "test_long": 4, "steps": 2, "batch_size": 4,
+         "max_length": 32}
 
 
 def strategies(window: int, max_windows: int, max_windows_predict=None, names=None):
@@ -59,7 +60,7 @@ def run(dataset: str, args, command: str):
     from spacy.cli.train import train as spacy_train
 
     folder = args.data_dir / dataset
-    pool = read_jsonl(folder / "train.jsonl", limit=args.train + 32, seed=args.seed)
+    pool = read_jsonl(folder / "train.jsonl", limit=args.train + args.dev, seed=args.seed)
     train, dev = pool[: args.train], pool[args.train:]
     test_all = read_jsonl(folder / "test.jsonl", seed=args.seed)
     random.Random(args.seed).shuffle(test_all)  # files are ordered by label
@@ -116,6 +117,7 @@ def main(argv=None):
     parser.add_argument("--datasets", default="bbc_news,imdb")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--model", default=None)
+    parser.add_argument("--dev", type=int, default=32, help="spacy train's dev set, drawn with the training sample")
     parser.add_argument("--train", type=int, default=1600)
     parser.add_argument("--test", type=int, default=400, help="test sample (all lengths)")
     parser.add_argument("--test-long", type=int, default=300, help="test documents over 512 wordpieces")

@@ -26,7 +26,7 @@ from common import (  # noqa: E402
 
 CONFIG = Path(__file__).parent.parent / "configs" / "bertcat.cfg"
 # --smoke: every variant on a few documents, 2 steps (CPU: --gpu and --bf16 are not run).
-SMOKE = {"train": 16, "test": 8, "steps": 2, "batch_size": 8, "warmup": 1, "max_length": 32,
+SMOKE = {"train": 16, "dev": 8, "test": 8, "steps": 2, "batch_size": 8, "warmup": 1, "max_length": 32,
          "variants": "bertcat,bertcat_random,trainer,trainer_grouped"}
 
 
@@ -102,6 +102,7 @@ def main(argv=None):
     parser.add_argument("--dataset", default="ag_news")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--model", default=None, help="model directory (default: the packaged MiniLM)")
+    parser.add_argument("--dev", type=int, default=32, help="spacy train's dev set, drawn with the training sample")
     parser.add_argument("--train", type=int, default=3000)
     parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--steps", type=int, default=300)
@@ -121,7 +122,7 @@ def main(argv=None):
     args.model = args.model or minilm_path()
     command = command_line("train_vs_trainer.py", argv)
     folder = args.data_dir / args.dataset
-    pool = read_jsonl(folder / "train.jsonl", limit=args.train + 32, seed=args.seed)
+    pool = read_jsonl(folder / "train.jsonl", limit=args.train + args.dev, seed=args.seed)
     train, dev = pool[: args.train], pool[args.train:]
     test = read_jsonl(folder / "test.jsonl", limit=args.test, seed=args.seed)
     labels = label_set(train, test)

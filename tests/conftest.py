@@ -22,7 +22,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory):
-    from .util import make_model_dir
+    from .support import make_model_dir
 
     return make_model_dir(tmp_path_factory.mktemp("tiny-bert"), "bert")
 
@@ -30,7 +30,7 @@ def tiny_bert(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory, tiny_bert):
     """Tiny BERT, DistilBERT and RoBERTa model directories."""
-    from .util import make_model_dir
+    from .support import make_model_dir
 
     models = {"bert": tiny_bert}
     for model_type in ("distilbert", "roberta"):

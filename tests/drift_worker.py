@@ -12,7 +12,7 @@ from pathlib import Path
 import spacy
 import transformers
 
-from .util import MULTI_DATA, make_examples, make_model_dir, tiny_config
+from .support import MULTI_DATA, make_examples, make_model_dir, tiny_config
 
 TEXTS = [text for text, _ in MULTI_DATA] + ["", "the bank and the team " * 30]
 
@@ -38,8 +38,8 @@ def predict(path: Path, nlp=None) -> None:
 
 
 def save_families(root: Path) -> None:
-    from .test_families import FAMILIES, TEXTS, make_family_nlp
-    from .families import make_family_dir
+    from .layers.test_families import FAMILIES, TEXTS, make_family_nlp
+    from .support.families import make_family_dir
 
     predictions = {}
     for family in FAMILIES:
@@ -55,7 +55,7 @@ def save_families(root: Path) -> None:
 def predict_families(root: Path) -> None:
     import warnings
 
-    from .test_families import TEXTS
+    from .layers.test_families import TEXTS
 
     warnings.simplefilter("ignore")
     predictions = {}

@@ -4,8 +4,8 @@ import numpy
 import pytest
 import spacy
 
-from .test_pipeline import assert_same_cats
-from .util import SINGLE_DATA, make_examples, tiny_config
+from .support import assert_same_cats
+from .support import SINGLE_DATA, make_examples, tiny_config
 
 spacy_transformers = pytest.importorskip("spacy_transformers")
 

@@ -5,10 +5,10 @@ import spacy
 import torch
 from thinc.api import SGD
 
-from .test_optim import DATA
-from .test_pipeline import make_nlp
-from .test_training import CONFIGS, write_corpus
-from .util import SINGLE_DATA
+from .support import DATA
+from .support import make_nlp
+from .support import CONFIGS, write_corpus
+from .support import SINGLE_DATA
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

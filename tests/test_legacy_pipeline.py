@@ -14,6 +14,9 @@ SCRIPT = r"""
 import json, sys, warnings
 warnings.simplefilter("ignore")
 import spacy
+
+# Depends on the transformers version: `make test-tf5` runs it under transformers 5 too.
+pytestmark = pytest.mark.transformers
 nlp = spacy.load(sys.argv[1])
 texts = json.loads(sys.argv[2])
 out = []

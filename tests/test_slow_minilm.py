@@ -9,7 +9,7 @@ import spacy
 from spacy.cli.train import train
 from spacy.tokens import DocBin
 
-from .test_training import CONFIGS
+from .support import CONFIGS
 
 pytestmark = pytest.mark.slow
 

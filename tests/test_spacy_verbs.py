@@ -11,8 +11,8 @@ import tarfile
 import pytest
 import spacy
 
-from .test_training import CONFIGS, write_corpus
-from .util import MULTI_DATA, SINGLE_DATA
+from .support import CONFIGS, write_corpus
+from .support import MULTI_DATA, SINGLE_DATA
 
 CASES = {
     "bertcat.cfg": (SINGLE_DATA, "components.bertcat.model.name", ["NEG", "POS"]),

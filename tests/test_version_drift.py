@@ -11,14 +11,17 @@ from pathlib import Path
 import pytest
 import transformers
 
-from .families import FAMILIES
-from .test_pipeline import assert_same_cats
+from .support.families import FAMILIES
+from .support import assert_same_cats
 
 OTHER_PYTHON = os.environ.get("BERTCAT_OTHER_PYTHON")
 ROOT = Path(__file__).parent.parent
-pytestmark = pytest.mark.skipif(
-    not OTHER_PYTHON or not Path(OTHER_PYTHON).exists(), reason="set BERTCAT_OTHER_PYTHON to another environment"
-)
+pytestmark = [
+    pytest.mark.transformers,  # `make test-tf5` runs it under transformers 5 too
+    pytest.mark.skipif(
+        not OTHER_PYTHON or not Path(OTHER_PYTHON).exists(), reason="set BERTCAT_OTHER_PYTHON to another environment"
+    ),
+]
 
 
 def worker(python: str, command: str, path: Path) -> str:

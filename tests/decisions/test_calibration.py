@@ -23,7 +23,7 @@ from spacy_bertcat.decisions.calibration import (
     prediction_sets,
 )
 
-from .util import WORDS, make_examples, tiny_config
+from ..support import WORDS, make_examples, tiny_config
 
 
 def softmax(z):

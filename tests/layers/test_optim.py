@@ -12,16 +12,8 @@ from spacy_bertcat.layers.encoder_map import EncoderMap
 from spacy_bertcat.layers.optim import OptimizerStep
 from spacy_bertcat.layers.param_groups import no_decay_names, param_groups
 
-from .test_pipeline import make_nlp
-
-DATA = [
-    ("a great film", {"POS": 1.0, "NEG": 0.0}),
-    ("excellent and fun, i love it", {"POS": 1.0, "NEG": 0.0}),
-    ("a terrible movie", {"POS": 0.0, "NEG": 1.0}),
-    ("boring and bad and awful", {"POS": 0.0, "NEG": 1.0}),
-    ("great", {"POS": 1.0, "NEG": 0.0}),
-]
-
+from ..support import make_nlp
+from ..support import DATA
 
 def grads(pipe):
     """The accumulated gradient of the mean loss (backward accumulates batch means

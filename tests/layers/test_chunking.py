@@ -8,8 +8,8 @@ from spacy_bertcat.layers.aggregation import build_aggregation
 from spacy_bertcat.layers.batching import group_by_budget, make_batches
 from spacy_bertcat.layers.chunking import DocWindows
 
-from .test_pipeline import make_nlp
-from .util import WORDS
+from ..support import make_nlp
+from ..support import WORDS
 
 
 def chunker(name, **settings):

@@ -12,7 +12,7 @@ from spacy_bertcat.cli import app
 from spacy_bertcat.evaluation.thresholds import find_thresholds
 from spacy_bertcat.data.records import read_docbin
 
-from .util import MULTI_DATA, SINGLE_DATA, train_tiny
+from ..support import MULTI_DATA, SINGLE_DATA, train_tiny
 
 runner = CliRunner()
 

@@ -8,8 +8,11 @@ import pytest
 import spacy
 import srsly
 
-from .test_pipeline import assert_same_cats, assert_same_weights, make_nlp
-from .util import MULTI_DATA, SINGLE_DATA
+from ..support import assert_same_cats, assert_same_weights, make_nlp
+from ..support import MULTI_DATA, SINGLE_DATA
+
+# Depends on the transformers version: `make test-tf5` runs it under transformers 5 too.
+pytestmark = pytest.mark.transformers
 
 TEXTS = ["a great film", "i hate this awful movie", "", "good " * 60]
 

@@ -1,9 +1,15 @@
-"""Tiny random models and toy data for fast tests: no files shipped, no downloads."""
+"""What the tests share: tiny random models and toy data (no files shipped, no
+downloads; every encoder family in support/families.py) and small helpers that build,
+train, compare and save pipelines."""
 import string
 from pathlib import Path
 from typing import Dict, List
 
+import numpy
+import spacy
+import torch
 from spacy.language import Language
+from spacy.tokens import DocBin
 from spacy.training import Example
 
 WORDS = (
@@ -122,3 +128,52 @@ def train_tiny(name: str, factory: str, data, steps: int, learn_rate: float) -> 
     for _ in range(steps):
         nlp.update(examples, sgd=optimizer)
     return nlp
+
+
+def make_nlp(name, factory="bertcat", data=SINGLE_DATA, learn_rate=1e-3, **settings):
+    nlp = spacy.blank("en")
+    nlp.add_pipe(factory, config=tiny_config(name, **settings))
+    examples = make_examples(nlp, data)
+    optimizer = nlp.initialize(lambda: examples)
+    optimizer.learn_rate = learn_rate
+    return nlp, examples, optimizer
+
+
+def assert_same_cats(cats_a, cats_b):
+    """Equal labels and scores up to float noise (MKL kernels are not bit-exact
+    across two model instances: results depend on memory alignment)."""
+    assert [c.keys() for c in cats_a] == [c.keys() for c in cats_b]
+    numpy.testing.assert_allclose(
+        [list(c.values()) for c in cats_a], [list(c.values()) for c in cats_b], rtol=1e-5, atol=1e-6
+    )
+
+
+def assert_same_weights(pipe_a, pipe_b):
+    state_a = pipe_a.model.shims[0].model.state_dict()
+    state_b = pipe_b.model.shims[0].model.state_dict()
+    assert state_a.keys() == state_b.keys()
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def write_corpus(path, data, copies=3):
+    nlp = spacy.blank("en")
+    db = DocBin()
+    for _ in range(copies):
+        for text, cats in data:
+            doc = nlp.make_doc(text)
+            doc.cats = cats
+            db.add(doc)
+    db.to_disk(path)
+    return str(path)
+
+
+DATA = [
+    ("a great film", {"POS": 1.0, "NEG": 0.0}),
+    ("excellent and fun, i love it", {"POS": 1.0, "NEG": 0.0}),
+    ("a terrible movie", {"POS": 0.0, "NEG": 1.0}),
+    ("boring and bad and awful", {"POS": 0.0, "NEG": 1.0}),
+    ("great", {"POS": 1.0, "NEG": 0.0}),
+]

@@ -16,8 +16,8 @@ from spacy_bertcat.distributed.allreduce import StepSync
 from spacy_bertcat.distributed.loop import merge_batches, shard_batches
 from spacy_bertcat.layers.classifier import get_shim
 
-from .test_training import CONFIGS, write_corpus
-from .util import SINGLE_DATA
+from ..support import CONFIGS, write_corpus
+from ..support import SINGLE_DATA
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")

@@ -21,11 +21,11 @@ from spacy_bertcat.cli import app
 from spacy_bertcat.evaluation.evaluate import evaluate
 from spacy_bertcat.predict.local import predict_file
 
-from .test_pipeline import assert_same_cats, make_nlp
-from .test_training import CONFIGS, write_corpus
-from .util import MULTI_DATA, SINGLE_DATA, make_examples, tiny_config
+from ..support import assert_same_cats, make_nlp
+from ..support import CONFIGS, write_corpus
+from ..support import MULTI_DATA, SINGLE_DATA, make_examples, tiny_config
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def invoke(*args):

@@ -13,7 +13,7 @@ from spacy_bertcat.components.loss import (
     softmax_cross_entropy,
 )
 
-from .util import make_examples
+from ..support import make_examples
 
 LOGITS = numpy.asarray([[2.0, -1.0, 0.5], [-0.3, 0.2, 4.0], [1.0, 1.0, -2.0], [0.0, -5.0, 30.0]], dtype="f")
 

@@ -1,28 +1,12 @@
 """`spacy train` with the shipped configs, on a tiny model and toy corpora."""
-from pathlib import Path
 
 import pytest
 import spacy
 from spacy.cli.evaluate import evaluate
 from spacy.cli.train import train
-from spacy.tokens import DocBin
 
-from .util import MULTI_DATA, SINGLE_DATA
-
-CONFIGS = Path(__file__).parent.parent / "configs"
-
-
-def write_corpus(path, data, copies=3):
-    nlp = spacy.blank("en")
-    db = DocBin()
-    for _ in range(copies):
-        for text, cats in data:
-            doc = nlp.make_doc(text)
-            doc.cats = cats
-            db.add(doc)
-    db.to_disk(path)
-    return str(path)
-
+from ..support import MULTI_DATA, SINGLE_DATA
+from ..support import CONFIGS, write_corpus
 
 def overrides(name, corpus, **extra):
     settings = {
@@ -110,7 +94,7 @@ def test_shipped_configs_resolve_and_save_atomically(path):
 def test_initialize_reads_the_training_corpus_once(tiny_bert):
     """spaCy's validate_get_examples reads the whole corpus just to check it; a
     lazily read .spacy corpus would then be read twice at initialize."""
-    from .util import make_examples, tiny_config
+    from ..support import make_examples, tiny_config
 
     nlp = spacy.blank("en")
     nlp.add_pipe("bertcat", config=tiny_config(tiny_bert))
@@ -136,7 +120,7 @@ def test_wordpiece_length_counts_with_the_components_tokenizer(tiny_bert):
 
     from spacy_bertcat.layers.classifier import get_shim
 
-    from .util import make_examples, tiny_config
+    from ..support import make_examples, tiny_config
 
     length = registry.misc.get("spacy-bertcat.wordpiece_length.v1")()
     nlp = spacy.blank("en")

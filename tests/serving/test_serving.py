@@ -17,15 +17,18 @@ import spacy
 from spacy_bertcat.evaluation.calibrate import calibrate_pipe
 from spacy_bertcat.evaluation.report import gold_matrix
 
-from .test_pipeline import assert_same_cats
-from .util import MULTI_DATA, SINGLE_DATA, make_examples, tiny_config
+from ..support import assert_same_cats
+from ..support import MULTI_DATA, SINGLE_DATA, make_examples, tiny_config
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from spacy_bertcat.serving import OnnxWindowClassifier, optimize_pipe  # noqa: E402
 
-ROOT = Path(__file__).parent.parent
+# Depends on the transformers version: `make test-tf5` runs it under transformers 5 too.
+pytestmark = pytest.mark.transformers
+
+ROOT = Path(__file__).resolve().parents[2]
 WINDOWS = {"@misc": "spacy-bertcat.sliding_window.v1", "stride": 10, "aggregation": "attention", "max_windows": 3}
 TEXTS = [text for text, _ in SINGLE_DATA] + ["the team won the match and the bank profit was good " * 12, ""]
 
@@ -124,7 +127,7 @@ def test_serving_with_n_process(optimized):
 
 
 def test_spacy_evaluate_and_predict_on_an_optimized_pipeline(optimized, tmp_path):
-    from .test_training import write_corpus
+    from ..support import write_corpus
 
     corpus = write_corpus(tmp_path / "dev.spacy", SINGLE_DATA)
     out = run("-m", "spacy", "evaluate", optimized["int8"], corpus, "--output", tmp_path / "scores.json")

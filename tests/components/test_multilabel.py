@@ -12,9 +12,9 @@ from spacy_bertcat.components.loss import asymmetric_loss, sigmoid_binary_cross_
 from spacy_bertcat.decisions.metrics import best_f1_threshold
 from spacy_bertcat.decisions.thresholds import collapsed_labels, tune_with_fallback
 
-from .test_pipeline import make_nlp
-from .test_training import CONFIGS, write_corpus
-from .util import MULTI_DATA, tiny_config
+from ..support import make_nlp
+from ..support import CONFIGS, write_corpus
+from ..support import MULTI_DATA, tiny_config
 
 SPARSE = [
     ("the team won the match", {"sport": 1.0, "business": 0.0, "tech": 0.0}),

@@ -21,7 +21,7 @@ from spacy_bertcat.evaluation.calibrate import calibrate_pipe
 from spacy_bertcat.components.pipes import Classifier
 from spacy_bertcat.evaluation.report import gold_matrix
 
-from .util import MULTI_DATA, SINGLE_DATA, WORDS, make_examples, train_tiny
+from ..support import MULTI_DATA, SINGLE_DATA, WORDS, make_examples, train_tiny
 
 ray = pytest.importorskip("ray")
 pa = pytest.importorskip("pyarrow")
@@ -29,7 +29,7 @@ pytest.importorskip("ray.data")
 
 from spacy_bertcat.predict import ray as bertcat_ray  # noqa: E402
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PREDICTOR = "BertcatPredictor"  # in the process title of a Ray Data map actor: ray::MapWorker(MapBatches(BertcatPredictor))
 
 

@@ -19,9 +19,9 @@ from spacy.util import registry
 from spacy_bertcat.components.bertcat import BertCat
 from spacy_bertcat.data import atomic
 
-from .test_pipeline import assert_same_cats, make_nlp
-from .test_training import CONFIGS, write_corpus
-from .util import SINGLE_DATA, make_examples, tiny_config
+from ..support import assert_same_cats, make_nlp
+from ..support import CONFIGS, write_corpus
+from ..support import SINGLE_DATA, make_examples, tiny_config
 
 SLIDING = {"@misc": "spacy-bertcat.sliding_window.v1", "stride": 16}
 

@@ -4,7 +4,7 @@ tokenizer frames a text (no files shipped, no downloads).
 
 `FAMILIES` also states, independently of bertcat's encoder map, where each family
 keeps its bottom layer and which of its tensors outside the layers are shared
-encoder tensors or belong to the top layer: tests/test_families.py checks the map
+encoder tensors or belong to the top layer: tests/layers/test_families.py checks the map
 against these expectations.
 """
 import string
@@ -14,7 +14,7 @@ from typing import Callable, Dict, Tuple
 
 import transformers
 
-from .util import WORDS
+from . import WORDS
 
 TF5 = int(transformers.__version__.split(".")[0]) >= 5
 HIDDEN, LAYERS, HEADS, FFN = 32, 2, 2, 37

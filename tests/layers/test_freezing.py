@@ -10,9 +10,9 @@ from thinc.api import SGD, Adam, RAdam, fix_random_seed
 from spacy_bertcat.training.unfreezing import unfrozen_layers
 from spacy_bertcat.layers.param_groups import lr_scale
 
-from .test_pipeline import make_nlp
-from .test_training import CONFIGS, write_corpus
-from .util import SINGLE_DATA
+from ..support import make_nlp
+from ..support import CONFIGS, write_corpus
+from ..support import SINGLE_DATA
 
 
 def state(pipe):

@@ -17,11 +17,14 @@ from thinc.api import Adam, fix_random_seed
 
 from spacy_bertcat.layers.families import TESTED_FAMILIES
 
-from .families import FAMILIES, FRAMES, TF5, make_family_dir
-from .test_pipeline import assert_same_cats
-from .util import SINGLE_DATA, make_examples, tiny_config
+from ..support.families import FAMILIES, FRAMES, TF5, make_family_dir
+from ..support import assert_same_cats
+from ..support import SINGLE_DATA, make_examples, tiny_config
 
-ROOT = Path(__file__).parent.parent
+# Depends on the transformers version: `make test-tf5` runs it under transformers 5 too.
+pytestmark = pytest.mark.transformers
+
+ROOT = Path(__file__).resolve().parents[2]
 FAMILY_PARAMS = [pytest.param(f, id=f.model_type) for f in FAMILIES]
 ONNX_REFUSED = {"longformer", "funnel"}  # see test_family_onnx
 CHUNKINGS = {
@@ -288,7 +291,7 @@ def test_family_round_trip(family, saved_families):
 def _save_model(path, config, frame="bert"):
     from transformers import AutoModel
 
-    from .families import make_tokenizer
+    from ..support.families import make_tokenizer
 
     AutoModel.from_config(config).save_pretrained(path)
     make_tokenizer(frame).save_pretrained(path)
@@ -298,7 +301,7 @@ def _save_model(path, config, frame="bert"):
 def _config(cls_name, **settings):
     import transformers
 
-    from .families import make_tokenizer
+    from ..support.families import make_tokenizer
 
     return getattr(transformers, cls_name)(vocab_size=len(make_tokenizer()), **settings)
 

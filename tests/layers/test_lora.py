@@ -11,8 +11,11 @@ import spacy
 import torch
 from confection import ConfigValidationError
 
-from .test_training import CONFIGS, write_corpus
-from .util import SINGLE_DATA, make_examples, make_model_dir, tiny_config
+from ..support import CONFIGS, write_corpus
+from ..support import SINGLE_DATA, make_examples, make_model_dir, tiny_config
+
+# Depends on the transformers version: `make test-tf5` runs it under transformers 5 too.
+pytestmark = pytest.mark.transformers
 
 pytest.importorskip("peft")
 
@@ -172,12 +175,12 @@ def test_without_peft_a_clear_error(tiny_bert, tmp_path):
     script = (
         "import sys; sys.modules['peft'] = None\n"
         "import json, spacy\n"
-        "from tests.util import tiny_config\n"
+        "from tests.support import tiny_config\n"
         "nlp = spacy.blank('en')\n"
         f"nlp.add_pipe('bertcat', config=tiny_config({tiny_bert!r}, adapter={json.dumps(LORA)}))\n"
         "from spacy.training import Example\n"
         "eg = Example.from_dict(nlp.make_doc('a b'), {'cats': {'A': 1.0, 'B': 0.0}})\n"
         "nlp.initialize(lambda: [eg])\n"
     )
-    out = run("-c", script, cwd=os.path.dirname(os.path.dirname(__file__)))
+    out = run("-c", script, cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     assert out.returncode != 0 and "BC061" in out.stderr and "spacy-bertcat[lora]" in " ".join(out.stderr.split())

@@ -1,41 +1,16 @@
 """The components on tiny random models: learning, predicting, bad input."""
 import warnings
 
-import numpy
 import pytest
 import spacy
 import torch
 
 from spacy_bertcat import BertCat, BertCatMultilabel
 
-from .util import MULTI_DATA, SINGLE_DATA, make_examples, tiny_config
+from ..support import MULTI_DATA, SINGLE_DATA, make_examples, tiny_config
+from ..support import assert_same_cats, assert_same_weights, make_nlp
 
 FACTORIES = [("bertcat", SINGLE_DATA), ("bertcat_multilabel", MULTI_DATA)]
-
-
-def make_nlp(name, factory="bertcat", data=SINGLE_DATA, learn_rate=1e-3, **settings):
-    nlp = spacy.blank("en")
-    nlp.add_pipe(factory, config=tiny_config(name, **settings))
-    examples = make_examples(nlp, data)
-    optimizer = nlp.initialize(lambda: examples)
-    optimizer.learn_rate = learn_rate
-    return nlp, examples, optimizer
-
-
-def assert_same_cats(cats_a, cats_b):
-    """Equal labels and scores up to float noise (MKL kernels are not bit-exact
-    across two model instances: results depend on memory alignment)."""
-    assert [c.keys() for c in cats_a] == [c.keys() for c in cats_b]
-    numpy.testing.assert_allclose(
-        [list(c.values()) for c in cats_a], [list(c.values()) for c in cats_b], rtol=1e-5, atol=1e-6
-    )
-
-
-def assert_same_weights(pipe_a, pipe_b):
-    state_a = pipe_a.model.shims[0].model.state_dict()
-    state_b = pipe_b.model.shims[0].model.state_dict()
-    assert state_a.keys() == state_b.keys()
-    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
 
 
 @pytest.mark.parametrize("factory,data", FACTORIES)
