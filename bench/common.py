@@ -72,6 +72,12 @@ def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = 
         args.results_dir = args.results_dir or args.smoke_dir / "results"
         if args.results_dir.resolve() == RESULTS.resolve():
             parser.error("a smoke run never writes bench/results: choose another --results-dir")
+        # A tiny model on a shared machine: a second torch thread only waits (and
+        # spins); child processes inherit the setting.
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)
         if getattr(args, "model", "") is None:
             args.model = smoke_model(args.smoke_dir)
     return args

@@ -13,8 +13,6 @@ training process and the size on disk of the saved component.
 import argparse
 import json
 import os
-import shlex
-import subprocess
 import statistics
 import sys
 import tempfile
@@ -22,10 +20,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (  # noqa: E402
-    DEFAULT_DATA, accuracy_macro_f1, label_set, minilm_path, read_jsonl, timer, to_docbin, write_results,
+    DEFAULT_DATA, accuracy_macro_f1, command_line, label_set, minilm_path, parse_args, read_jsonl, run_python, smoke_skips,
+    timer, to_docbin, write_results,
 )
 
 CONFIG = Path(__file__).parent.parent / "configs" / "bertcat.cfg"
+# --smoke: every strategy but lora_r16 (lora_r8's path at another rank) on a few
+# documents, one seed, 6 steps (gradual unfreezing's schedule needs 6 to unfreeze);
+# `spacy train` runs in this process (the same code, no new interpreter).
+SMOKE = {"sizes": "16", "seeds": "0", "dev": 4, "test": 8, "steps": 6, "batch_size": 4, "max_length": 32,
+         "strategies": "full,frozen_bottom_half,gradual_unfreezing,layerwise_decay,lora_r8"}
 
 
 def lora(r: int, lr: float):
@@ -62,13 +66,12 @@ print("PEAK_RSS_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
 
-def train_in_process(output: Path, overrides) -> float:
-    """Run `spacy train` in a new process. RETURNS (float): its peak RSS in MB."""
-    out = subprocess.run([sys.executable, "-c", TRAIN, str(CONFIG), str(output), json.dumps(overrides)],
-                         capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr[-3000:])
-    return float(out.stdout.strip().split("PEAK_RSS_MB")[-1])
+def train_in_process(output: Path, overrides, inline: bool = False) -> float:
+    """Run `spacy train` in a new process (inline: the same code in this one, for
+    smoke runs). RETURNS (float): its peak RSS in MB."""
+    out = run_python(["-c", TRAIN, str(CONFIG), str(output), json.dumps(overrides)], inline=inline,
+                     env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    return float(out.strip().split("PEAK_RSS_MB")[-1])
 
 
 def trainable_parameters(overrides, labels) -> int:
@@ -88,13 +91,14 @@ def component_size_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="ag_news")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--model", default=None)
     parser.add_argument("--sizes", default="500,2000")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--dev", type=int, default=64, help="spacy train's dev set, drawn with each training sample")
     parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--steps", type=int, default=None,
@@ -105,9 +109,11 @@ def main():
     parser.add_argument("--lora-lr", type=float, default=1e-3)
     parser.add_argument("--strategies", default="full,frozen_bottom_half,gradual_unfreezing,layerwise_decay,lora_r8,lora_r16")
     parser.add_argument("--name", default=None)
-    args = parser.parse_args()
+    args = parse_args(parser, argv, SMOKE)
     args.model = args.model or minilm_path()
-    command = "python bench/finetuning.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line("finetuning.py", argv)
+    names = [name for name in args.strategies.split(",")
+             if not (name.startswith("lora") and smoke_skips(args, name, "peft"))]
     import spacy
 
     folder = args.data_dir / args.dataset
@@ -118,7 +124,7 @@ def main():
         steps = args.steps or args.epochs * size // args.batch_size
         results = {}
         for seed in [int(s) for s in args.seeds.split(",")]:
-            pool = read_jsonl(folder / "train.jsonl", limit=size + 64, seed=seed)
+            pool = read_jsonl(folder / "train.jsonl", limit=size + args.dev, seed=seed)
             train, dev = pool[:size], pool[size:]
             labels = label_set(pool, test)
             with tempfile.TemporaryDirectory() as tmp:
@@ -126,7 +132,7 @@ def main():
                 paths = {"paths.train": to_docbin(train, labels, tmp / "train.spacy"),
                          "paths.dev": to_docbin(dev, labels, tmp / "dev.spacy")}
                 chosen = strategies(steps, args.lora_lr)
-                for name in args.strategies.split(","):
+                for name in names:
                     settings = chosen[name]
                     overrides = {
                         **paths, **settings,
@@ -141,7 +147,7 @@ def main():
                         "training.logger.progress_bar": None,
                     }
                     with timer() as train_time:
-                        peak = train_in_process(tmp / name, overrides)
+                        peak = train_in_process(tmp / name, overrides, inline=args.smoke)
                     nlp = spacy.load(tmp / name / "model-last")
                     predicted = [max(d.cats, key=d.cats.get) for d in nlp.pipe([t for t, _ in test], batch_size=64)]
                     scores = accuracy_macro_f1([g[0] for _, g in test], predicted, labels)
@@ -174,7 +180,7 @@ def main():
              "save = \"adapter\", the adapter and the head; merged, a LoRA component is the size of the full one).")
     write_results(args.name or f"finetuning_{args.dataset}", command, rows, [
         "train_size", "strategy", "steps", "trainable_params", "accuracy_mean", "accuracy_sd", "macro_f1_mean",
-        "macro_f1_sd", "s_per_step_mean", "peak_rss_mb_mean", "disk_mb_mean"], notes)
+        "macro_f1_sd", "s_per_step_mean", "peak_rss_mb_mean", "disk_mb_mean"], notes, results_dir=args.results_dir)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ recipe; SVM: decision value 0).
 import argparse
 import json
 import random
-import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -23,9 +22,15 @@ from typing import Dict, List
 import numpy
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DEFAULT_DATA, hf_dataset, minilm_path, read_jsonl, timer, train_overrides, write_results  # noqa: E402
+from common import (  # noqa: E402
+    DEFAULT_DATA, command_line, hf_dataset, minilm_path, parse_args, read_jsonl, smoke_skips, timer, train_overrides,
+    write_results,
+)
 
 CONFIG = Path(__file__).parent.parent / "configs" / "bertcat_multilabel.cfg"
+# --smoke: the default systems (the shipped config's "10%" warmup branch among them)
+# on a sample of the training split, 2 steps.
+SMOKE = {"train": 80, "test": 16, "steps": 2, "eval_frequency": 2, "batch_size": 8, "max_length": 32}
 
 # The recipe of configs/bertcat_multilabel.cfg before issue 16, and the candidates
 # measured against it (component and training overrides).
@@ -168,7 +173,7 @@ def metrics(gold: numpy.ndarray, scores: numpy.ndarray, predicted: numpy.ndarray
     }
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--model", default=None, help="model directory (default: the packaged MiniLM)")
@@ -178,13 +183,16 @@ def main():
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--dev-fraction", type=float, default=0.1)
+    parser.add_argument("--train", type=int, default=None, help="a sample of the training split (default: all)")
     parser.add_argument("--test", type=int, default=None, help="a sample of the test split (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="multilabel_reuters")
-    args = parser.parse_args()
+    args = parse_args(parser, argv, SMOKE)
+    if smoke_skips(args, "bench/multilabel.py (its metrics)", "sklearn"):
+        return
     args.model = args.model or minilm_path()
     data = args.data_dir / "reuters21578"
-    train_all = read_jsonl(data / "train.jsonl")
+    train_all = read_jsonl(data / "train.jsonl", limit=args.train, seed=args.seed)
     test = read_jsonl(data / "test.jsonl", limit=args.test, seed=args.seed)
     train, dev = split_dev(train_all, args.dev_fraction, args.seed)
     labels = sorted({label for _, gold in train_all + test for label in gold})
@@ -192,6 +200,8 @@ def main():
     train_counts = numpy.asarray([sum(label in g for _, g in train) for label in labels])
     rows: List[Dict] = []
     for system in args.systems.split(","):
+        if system == "trainer" and smoke_skips(args, system, "accelerate"):  # transformers.Trainer needs it
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             if system == "trainer":
                 seconds, scores, predicted, fallback = run_trainer(train, test, labels, args, Path(tmp))
@@ -202,7 +212,7 @@ def main():
         row = {"system": system, "train_s": round(seconds, 1), **metrics(gold, scores, predicted, train_counts), **fallback}
         rows.append(row)
         print(json.dumps(row), flush=True)
-    command = "python bench/multilabel.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line("multilabel.py", argv)
     notes = (
         f"Reuters-21578 R90: {len(labels)} labels, {len(train)} training docs (+{len(dev)} dev for bertcat), "
         f"{len(test)} test docs; {args.steps} steps x batch {args.batch_size}, max_length {args.max_length} "
@@ -214,7 +224,7 @@ def main():
     )
     columns = ["system", "train_s", "micro_f1", "macro_f1", "macro_auc", "labels_never_predicted",
                "frequent_never_predicted", "docs_without_label", "labels_global_threshold", "labels_by_prevalence"]
-    write_results(args.name, command, rows, columns, notes=notes)
+    write_results(args.name, command, rows, columns, notes=notes, results_dir=args.results_dir)
 
 
 if __name__ == "__main__":

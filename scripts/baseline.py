@@ -4,6 +4,7 @@ Trains on the train split and scores the test split with the same report code as
 `python -m spacy_bertcat evaluate`, so the numbers are directly comparable; the JSON it
 writes is what `evaluate --baseline` shows beside the transformer's.
 """
+
 from pathlib import Path
 
 import numpy
@@ -11,8 +12,8 @@ import spacy
 import typer
 from wasabi import msg
 
-from spacy_bertcat.evaluation.evaluate import write_report
 from spacy_bertcat.data.records import META_KEY, read_docbin
+from spacy_bertcat.evaluation.evaluate import write_report
 from spacy_bertcat.evaluation.report import compute_report, gold_matrix
 
 NAME = "TF-IDF + logistic regression"
@@ -44,13 +45,21 @@ def main(
     proba = model.predict_proba([doc.text for doc in test])
     scores = proba[:, [list(model.classes_).index(label) for label in labels]]
     ids = [doc.user_data.get(META_KEY, {}).get("id", i) for i, doc in enumerate(test)]
-    report = compute_report(labels, gold_test, scores, exclusive=True, mask=mask,
-                            texts=[doc.text for doc in test], ids=ids)
+    report = compute_report(
+        labels, gold_test, scores, exclusive=True, mask=mask, texts=[doc.text for doc in test], ids=ids
+    )
     report["name"] = NAME
-    write_report(report, output_dir, title=f"Baseline: {NAME}", plots=False,
-                 context={"model": f"{NAME} (word 1-2 grams, sublinear tf, C={c})", "train": train_path, "data": test_path})
-    msg.good(f"{NAME}: test accuracy {100 * report['summary']['accuracy']:.2f}, "
-             f"macro F1 {100 * report['summary']['macro_f']:.2f} ({len(test)} docs); saved to {output_dir}")
+    write_report(
+        report,
+        output_dir,
+        title=f"Baseline: {NAME}",
+        plots=False,
+        context={"model": f"{NAME} (word 1-2 grams, sublinear tf, C={c})", "train": train_path, "data": test_path},
+    )
+    msg.good(
+        f"{NAME}: test accuracy {100 * report['summary']['accuracy']:.2f}, "
+        f"macro F1 {100 * report['summary']['macro_f']:.2f} ({len(test)} docs); saved to {output_dir}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Print an evaluation report's test scores beside its baseline; fail below a minimum."""
+
 from pathlib import Path
 
 import srsly
@@ -7,7 +8,9 @@ from wasabi import msg
 
 
 def main(
-    report_path: Path = typer.Argument(..., help="report.json written by `python -m spacy_bertcat evaluate`", exists=True),
+    report_path: Path = typer.Argument(
+        ..., help="report.json written by `python -m spacy_bertcat evaluate`", exists=True
+    ),
     min_accuracy: float = typer.Option(0.0, "--min-accuracy", help="Fail if the accuracy is lower"),
 ) -> None:
     """Check the accuracy of a report."""
@@ -18,10 +21,13 @@ def main(
         rows.append((report["baseline"].get("name", "baseline"), report["baseline"]["summary"]))
     msg.table(
         [(name, s["n_docs"], f"{100 * s['accuracy']:.2f}", f"{100 * s['macro_f']:.2f}") for name, s in rows],
-        header=("", "docs", "accuracy", "macro F1"), aligns=("l", "r", "r", "r"),
+        header=("", "docs", "accuracy", "macro F1"),
+        aligns=("l", "r", "r", "r"),
     )
     if summary["accuracy"] < min_accuracy:
-        msg.fail(f"Test accuracy {100 * summary['accuracy']:.2f}% is below the required {100 * min_accuracy:.2f}%", exits=1)
+        msg.fail(
+            f"Test accuracy {100 * summary['accuracy']:.2f}% is below the required {100 * min_accuracy:.2f}%", exits=1
+        )
     msg.good(f"Test accuracy {100 * summary['accuracy']:.2f}% (required: {100 * min_accuracy:.2f}%)")
 
 

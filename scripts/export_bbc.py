@@ -5,6 +5,7 @@ needed. Each line is {"text": ..., "label": topic, "id": "topic/NNN"}; the text 
 file as is (headline, blank line, paragraphs). Files are read in sorted order, so the
 output, and the seeded split made from it by `convert`, is the same on every machine.
 """
+
 import importlib.util
 import warnings
 from collections import Counter

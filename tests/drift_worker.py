@@ -4,6 +4,7 @@ predictions it makes; `python -m tests.drift_worker predict DIR` loads and predi
 `save-families DIR` / `predict-families DIR` do the same for one pipeline per encoder
 family (tests/families.py), in DIR/<model_type>, with all predictions in
 DIR/predictions[-VERSION].json."""
+
 import json
 import sys
 import tempfile
@@ -44,7 +45,9 @@ def save_families(root: Path) -> None:
     predictions = {}
     for family in FAMILIES:
         with tempfile.TemporaryDirectory() as model_dir:
-            nlp, examples, optimizer = make_family_nlp(family, make_family_dir(Path(model_dir), family.model_type), "sliding_window")
+            nlp, examples, optimizer = make_family_nlp(
+                family, make_family_dir(Path(model_dir), family.model_type), "sliding_window"
+            )
             nlp.update(examples, sgd=optimizer)
             nlp.to_disk(root / family.model_type)
         predictions[family.model_type] = {"cats": [doc.cats for doc in nlp.pipe(TEXTS)]}

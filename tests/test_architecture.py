@@ -2,6 +2,7 @@
 on lower floors (or from itself), and no modules import each other in a circle.
 Function-level (lazy) imports count too: a lazy upward import is still an upward
 import. docs/architecture.md describes the rooms."""
+
 import ast
 from pathlib import Path
 from typing import Dict, List, Set
@@ -10,10 +11,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "spacy_bertcat"
 
 # Room -> floor. The package's top-level modules (__init__, __main__) may import anything.
 FLOORS = {
-    "about": 0, "errors": 0,
-    "data": 1, "layers": 1, "decisions": 1,
+    "about": 0,
+    "errors": 0,
+    "data": 1,
+    "layers": 1,
+    "decisions": 1,
     "components": 2,
-    "training": 3, "serving": 3, "evaluation": 3, "predict": 3,
+    "training": 3,
+    "serving": 3,
+    "evaluation": 3,
+    "predict": 3,
     "distributed": 4,
     "cli": 5,
 }
@@ -43,8 +50,12 @@ def imports_of(path: Path) -> Set[str]:
                 continue
             for alias in node.names:  # `from . import x` imports a module
                 sub = f"{target}.{alias.name}"
-                found.add(sub if (PACKAGE.parent / sub.replace(".", "/")).with_suffix(".py").exists()
-                          or (PACKAGE.parent / sub.replace(".", "/")).is_dir() else target)
+                found.add(
+                    sub
+                    if (PACKAGE.parent / sub.replace(".", "/")).with_suffix(".py").exists()
+                    or (PACKAGE.parent / sub.replace(".", "/")).is_dir()
+                    else target
+                )
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.split(".")[0] == "spacy_bertcat")
     return found - {name}

@@ -1,11 +1,11 @@
 """bertcat beside a spacy-transformers `transformer` in one pipeline (spaCy's
 transformer users have spacy-transformers 1.4.0, which pins transformers<4.53.3)."""
+
 import numpy
 import pytest
 import spacy
 
-from .support import assert_same_cats
-from .support import SINGLE_DATA, make_examples, tiny_config
+from .support import SINGLE_DATA, assert_same_cats, make_examples, tiny_config
 
 spacy_transformers = pytest.importorskip("spacy_transformers")
 
@@ -38,6 +38,4 @@ def test_train_save_load_with_spacy_transformers(tiny_bert, tmp_path):
     docs = list(loaded.pipe(texts))
     assert_same_cats([d.cats for d in docs], [d.cats for d in expected])
     for doc, ref in zip(docs, expected):
-        numpy.testing.assert_allclose(
-            doc._.trf_data.tensors[0], ref._.trf_data.tensors[0], rtol=1e-4, atol=1e-5
-        )
+        numpy.testing.assert_allclose(doc._.trf_data.tensors[0], ref._.trf_data.tensors[0], rtol=1e-4, atol=1e-5)

@@ -1,14 +1,12 @@
 """GPU checks (skipped without CUDA): mixed precision, loss scaling under gradient
 accumulation, and `spacy train --gpu-id 0` end to end."""
+
 import pytest
 import spacy
 import torch
 from thinc.api import SGD
 
-from .support import DATA
-from .support import make_nlp
-from .support import CONFIGS, write_corpus
-from .support import SINGLE_DATA
+from .support import CONFIGS, DATA, SINGLE_DATA, make_nlp, write_corpus
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -1,6 +1,7 @@
 """A pipeline saved by spacy-bertcat 0.1.0 before the package was reorganised loads and
 predicts identically, in a fresh process, offline (tests/fixtures/legacy-0.1.0, made by
 tests/fixtures/make_legacy_pipeline.py at the last commit of the old layout)."""
+
 import json
 import os
 import subprocess
@@ -30,8 +31,13 @@ print(json.dumps({"docs": out, "thresholds": thresholds}))
 
 def _predict(folder: Path, texts, tmp_path) -> dict:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "no-cache"))
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(folder), json.dumps(texts)], capture_output=True,
-                         text=True, env=env, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(folder), json.dumps(texts)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 

@@ -1,12 +1,14 @@
 """Every entry point in setup.cfg resolves to the function its decorator registers,
 and every name the package registers is advertised as an entry point."""
+
 import configparser
 import importlib
 from pathlib import Path
 
 import pytest
-import spacy_bertcat  # noqa: F401  (registers everything)
 from spacy.util import registry
+
+import spacy_bertcat  # noqa: F401  (registers everything)
 
 SETUP_CFG = Path(__file__).parent.parent / "setup.cfg"
 REGISTRIES = {
@@ -23,7 +25,7 @@ def entry_points():
     parser = configparser.ConfigParser()
     parser.read(SETUP_CFG)
     section = parser["options.entry_points"]
-    for group, registry_ in REGISTRIES.items():
+    for group in REGISTRIES:
         for line in section[group].strip().splitlines():
             name, target = (part.strip() for part in line.split("="))
             yield group, name, target

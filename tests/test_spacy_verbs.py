@@ -1,6 +1,7 @@
 """Every spaCy CLI verb that applies to a text classifier, run as a subprocess on
 each shipped config with a tiny model: what an experienced spaCy user does with a
 bertcat config, checked so that the next regression is caught."""
+
 import json
 import os
 import stat
@@ -11,8 +12,7 @@ import tarfile
 import pytest
 import spacy
 
-from .support import CONFIGS, write_corpus
-from .support import MULTI_DATA, SINGLE_DATA
+from .support import CONFIGS, MULTI_DATA, SINGLE_DATA, write_corpus
 
 CASES = {
     "bertcat.cfg": (SINGLE_DATA, "components.bertcat.model.name", ["NEG", "POS"]),
@@ -24,7 +24,10 @@ CASES = {
 def spacy_cli(*args, cwd, expect=0, traceback=False):
     out = subprocess.run(
         [sys.executable, "-m", "spacy", *map(str, args)],
-        cwd=cwd, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
     )
     assert out.returncode == expect, f"spacy {' '.join(map(str, args))}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     assert traceback or "Traceback" not in out.stderr, out.stderr[-3000:]
@@ -40,10 +43,22 @@ def setup(request, tmp_path_factory, tiny_bert):
     root = tmp_path_factory.mktemp(request.param.replace(".", "_"))
     corpus = write_corpus(root / "train.spacy", data, copies=30)
     overrides = [
-        "--paths.train", corpus, "--paths.dev", corpus, f"--{name_key}", tiny_bert,
-        "--components.bertcat.model.max_length", "32", "--training.max_steps", "4",
-        "--training.optimizer.learn_rate.total_steps", "4", "--training.eval_frequency", "2",
-        "--training.batcher.size", "8",
+        "--paths.train",
+        corpus,
+        "--paths.dev",
+        corpus,
+        f"--{name_key}",
+        tiny_bert,
+        "--components.bertcat.model.max_length",
+        "32",
+        "--training.max_steps",
+        "4",
+        "--training.optimizer.learn_rate.total_steps",
+        "4",
+        "--training.eval_frequency",
+        "2",
+        "--training.batcher.size",
+        "8",
     ]
     spacy_cli("train", config, "--output", root / "out", *overrides, cwd=root)
     return config, root, corpus, overrides, labels
@@ -52,7 +67,9 @@ def setup(request, tmp_path_factory, tiny_bert):
 def test_init_fill_config_and_debug_config(setup):
     config, root, _, overrides, _ = setup
     spacy_cli("init", "fill-config", config, root / "filled.cfg", cwd=root)
-    out = spacy_cli("debug", "config", root / "filled.cfg", *overrides, "--show-functions", "--show-variables", cwd=root)
+    out = spacy_cli(
+        "debug", "config", root / "filled.cfg", *overrides, "--show-functions", "--show-variables", cwd=root
+    )
     assert "spacy-bertcat.BertClassifier.v1" in out and "spacy-bertcat.atomic_save.v1" in out
 
 
@@ -75,8 +92,12 @@ def test_init_labels_then_assemble(setup):
     out = spacy_cli("assemble", config, root / "assembled", *overrides, cwd=root, expect=1, traceback=True)
     assert "[BC025]" in out and "initialized without training data" in out
     spacy_cli(
-        "assemble", config, root / "assembled", *overrides,
-        "--initialize.components.bertcat", json.dumps({"labels": {"@readers": "spacy.read_labels.v1", "path": str(root / "labels" / "bertcat.json")}}),
+        "assemble",
+        config,
+        root / "assembled",
+        *overrides,
+        "--initialize.components.bertcat",
+        json.dumps({"labels": {"@readers": "spacy.read_labels.v1", "path": str(root / "labels" / "bertcat.json")}}),
         cwd=root,
     )
     nlp = spacy.load(root / "assembled")
@@ -101,7 +122,9 @@ def test_find_threshold(setup):
     multi-label pipeline the scores change with it."""
     config, root, corpus, _, _ = setup
     model = root / "out" / "model-best"
-    out = spacy_cli("find-threshold", model, corpus, "bertcat", "threshold", "cats_micro_f", "--n_trials", "5", cwd=root)
+    out = spacy_cli(
+        "find-threshold", model, corpus, "bertcat", "threshold", "cats_micro_f", "--n_trials", "5", cwd=root
+    )
     if "multilabel" in config.name:
         assert "All scores are identical" not in out
 
@@ -125,7 +148,19 @@ def test_package_and_file_modes(setup):
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode & stat.S_IROTH, (path, oct(mode))
     (root / "packages").mkdir(exist_ok=True)
-    spacy_cli("package", model, root / "packages", "--name", "verbs_test", "--version", "0.0.1", "--build", "sdist", "--force", cwd=root)
+    spacy_cli(
+        "package",
+        model,
+        root / "packages",
+        "--name",
+        "verbs_test",
+        "--version",
+        "0.0.1",
+        "--build",
+        "sdist",
+        "--force",
+        cwd=root,
+    )
     (sdist,) = list((root / "packages").rglob("*.tar.gz"))
     with tarfile.open(sdist) as tar:
         members = [m for m in tar.getmembers() if m.isfile() and "/bertcat/" in m.name]

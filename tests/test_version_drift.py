@@ -2,6 +2,7 @@
 (4.53 with spacy-transformers 1.4.0, and the newest 5.x). CI runs this in the
 transformers-5 suite with BERTCAT_OTHER_PYTHON pointing at the transformers-4
 environment's Python (see the Makefile's test-tf5)."""
+
 import json
 import os
 import subprocess
@@ -11,8 +12,8 @@ from pathlib import Path
 import pytest
 import transformers
 
-from .support.families import FAMILIES
 from .support import assert_same_cats
+from .support.families import FAMILIES
 
 OTHER_PYTHON = os.environ.get("BERTCAT_OTHER_PYTHON")
 ROOT = Path(__file__).parent.parent
@@ -27,7 +28,10 @@ pytestmark = [
 def worker(python: str, command: str, path: Path) -> str:
     out = subprocess.run(
         [python, "-m", "tests.drift_worker", command, str(path)],
-        cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout.strip().splitlines()[-1]
@@ -54,7 +58,9 @@ def family_drift(tmp_path_factory):
     def run(direction):
         if direction not in results:
             root = tmp_path_factory.mktemp(direction)
-            saver, loader = (OTHER_PYTHON, sys.executable) if direction == "other_saves" else (sys.executable, OTHER_PYTHON)
+            saver, loader = (
+                (OTHER_PYTHON, sys.executable) if direction == "other_saves" else (sys.executable, OTHER_PYTHON)
+            )
             saved_with = worker(saver, "save-families", root)
             loaded_with = worker(loader, "predict-families", root)
             assert saved_with != loaded_with

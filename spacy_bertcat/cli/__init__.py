@@ -9,6 +9,7 @@ scores and conformal prediction sets, fitted on held-out data) and ``optimize``
 (a pipeline for CPU serving on ONNX Runtime, int8 by default) and ``train``
 (`spacy train`, data-parallel on several workers with --workers or torchrun).
 """
+
 from . import calibrate, convert, evaluate, find_thresholds, optimize, predict, train  # noqa: F401  (registers the commands)
 from ._util import app
 

@@ -1,4 +1,5 @@
 """The typer app and helpers shared by the commands (spaCy's CLI conventions)."""
+
 import sys
 from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, TypeVar
@@ -17,8 +18,13 @@ serving optimization for spaCy text classification pipelines (bertcat, textcat).
 Run `python -m spacy_bertcat COMMAND --help` for a command's options.
 """
 
-app = typer.Typer(name=NAME, help=HELP, no_args_is_help=True, add_completion=False,
-    pretty_exceptions_enable=False, rich_markup_mode=None,
+app = typer.Typer(
+    name=NAME,
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 # Shorthands, as in spacy.cli._util.
@@ -93,13 +99,17 @@ def _print_version(value: bool) -> None:
 
         from ..about import __version__
 
-        print(f"spacy-bertcat {__version__} (spaCy {spacy.__version__}, transformers {transformers.__version__}, torch {torch.__version__})")
+        print(
+            f"spacy-bertcat {__version__} (spaCy {spacy.__version__}, transformers {transformers.__version__}, torch {torch.__version__})"
+        )
         raise typer.Exit()
 
 
 @app.callback()
 def _app_callback(
-    version: bool = Opt(False, "--version", "-v", help="Show the versions and exit", callback=_print_version, is_eager=True),
+    version: bool = Opt(
+        False, "--version", "-v", help="Show the versions and exit", callback=_print_version, is_eager=True
+    ),
 ) -> None:
     # A callback keeps `spacy-bertcat COMMAND` a command group even when only one
     # command is registered (typer would otherwise run that command directly).
@@ -109,8 +119,9 @@ def _app_callback(
 def predict_docs(nlp: Language, texts: List[str], batch_size: Optional[int], desc: str, component: str) -> List:
     """RETURNS (List[Doc]): The classifier's docs for the texts (classify_texts),
     with a progress bar."""
-    return classify_texts(nlp, component, texts, batch_size=batch_size,
-                          progress=lambda docs: progress(docs, total=len(texts), desc=desc))
+    return classify_texts(
+        nlp, component, texts, batch_size=batch_size, progress=lambda docs: progress(docs, total=len(texts), desc=desc)
+    )
 
 
 def save_pipeline(nlp: Language, target: Path) -> None:

@@ -1,5 +1,6 @@
 """`calibrate`: fit a classifier's calibration on held-out data and store it in the
 pipeline (see decisions/calibration.py)."""
+
 import warnings
 from pathlib import Path
 from typing import List, Optional
@@ -13,14 +14,43 @@ from ._util import Arg, Opt, app, load_pipeline, save_pipeline
 @app.command("calibrate")
 def calibrate_cli(
     # fmt: off
-    model: Path = Arg(..., help="Path of a trained pipeline with a bertcat or bertcat_multilabel component", exists=True, file_okay=False),
-    data_path: Path = Arg(..., help="Held-out data (the dev split, not the training data): .spacy, or .jsonl/.csv/.tsv with text and labels", exists=True),
-    output_dir: Optional[Path] = Opt(None, "--output", "-o", help="Save the calibrated pipeline here (default: overwrite MODEL in place)", file_okay=False),
-    component: Optional[str] = Opt(None, "--component", "-C", help="The classifier to calibrate (default: the first that sets doc.cats)"),
-    alpha: List[float] = Opt([0.1, 0.05], "--alpha", "-a", help="Error rate of the prediction sets (exclusive classes; repeat for several, the first goes to doc._.bertcat_sets)"),
-    min_support: Optional[int] = Opt(None, "--min-support", help="Positives and negatives a label needs for its own Platt scaling (multi-label; default: the component's threshold_min_support)", min=1),
+    model: Path = Arg(
+        ...,
+        help="Path of a trained pipeline with a bertcat or bertcat_multilabel component",
+        exists=True,
+        file_okay=False,
+    ),
+    data_path: Path = Arg(
+        ...,
+        help="Held-out data (the dev split, not the training data): .spacy, or .jsonl/.csv/.tsv with text and labels",
+        exists=True,
+    ),
+    output_dir: Optional[Path] = Opt(
+        None,
+        "--output",
+        "-o",
+        help="Save the calibrated pipeline here (default: overwrite MODEL in place)",
+        file_okay=False,
+    ),
+    component: Optional[str] = Opt(
+        None, "--component", "-C", help="The classifier to calibrate (default: the first that sets doc.cats)"
+    ),
+    alpha: List[float] = Opt(
+        [0.1, 0.05],
+        "--alpha",
+        "-a",
+        help="Error rate of the prediction sets (exclusive classes; repeat for several, the first goes to doc._.bertcat_sets)",
+    ),
+    min_support: Optional[int] = Opt(
+        None,
+        "--min-support",
+        help="Positives and negatives a label needs for its own Platt scaling (multi-label; default: the component's threshold_min_support)",
+        min=1,
+    ),
     text_field: str = Opt("text", "--text-field", "-t", help="Text field of JSONL/CSV data"),
-    label_field: Optional[str] = Opt(None, "--label-field", "-l", help="Label field of JSONL/CSV data (default: label, labels or cats)"),
+    label_field: Optional[str] = Opt(
+        None, "--label-field", "-l", help="Label field of JSONL/CSV data (default: label, labels or cats)"
+    ),
     labels_sep: str = Opt("|", "--labels-sep", help="Separator of several labels in one CSV/TSV value"),
     gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU ID or -1 for CPU"),
     # fmt: on
@@ -40,8 +70,16 @@ def calibrate_cli(
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = calibrate(nlp, data_path, component=component, alphas=alpha, min_support=min_support,
-                               text_field=text_field, label_field=label_field, labels_sep=labels_sep)
+            result = calibrate(
+                nlp,
+                data_path,
+                component=component,
+                alphas=alpha,
+                min_support=min_support,
+                text_field=text_field,
+                label_field=label_field,
+                labels_sep=labels_sep,
+            )
     except ValueError as e:
         msg.fail(str(e), exits=1)
     for warning in caught:
@@ -51,15 +89,28 @@ def calibrate_cli(
     before, after = calibration.fitted["before"], calibration.fitted["after"]
     msg.divider(f"Calibration of '{result['component']}': {calibration.describe()}")
     msg.table(
-        [(name, _fmt(key, before[key]), _fmt(key, after[key]))
-         for name, key in (("ECE (points)", "ece"), ("ECE, equal-mass bins", "ece_adaptive"), ("Brier", "brier"), ("log loss", "log_loss"))],
-        header=("on the held-out data", "before", "after"), aligns=("l", "r", "r"),
+        [
+            (name, _fmt(key, before[key]), _fmt(key, after[key]))
+            for name, key in (
+                ("ECE (points)", "ece"),
+                ("ECE, equal-mass bins", "ece_adaptive"),
+                ("Brier", "brier"),
+                ("log loss", "log_loss"),
+            )
+        ],
+        header=("on the held-out data", "before", "after"),
+        aligns=("l", "r", "r"),
     )
     for a, q in zip(calibration.alphas, calibration.quantiles):
-        msg.info(f"Prediction sets at alpha={a:g}: a label is in a doc's set if its uncalibrated score is >= {1 - q:.4f}")
+        msg.info(
+            f"Prediction sets at alpha={a:g}: a label is in a doc's set if its uncalibrated score is >= {1 - q:.4f}"
+        )
     if calibration.pooled:
-        msg.info(f"{len(calibration.pooled)} label(s) too rare for their own Platt scaling share one: "
-                 + ", ".join(calibration.pooled[:10]) + (" ..." if len(calibration.pooled) > 10 else ""))
+        msg.info(
+            f"{len(calibration.pooled)} label(s) too rare for their own Platt scaling share one: "
+            + ", ".join(calibration.pooled[:10])
+            + (" ..." if len(calibration.pooled) > 10 else "")
+        )
     target = output_dir if output_dir is not None else model
     save_pipeline(nlp, target)
     msg.good(f"Saved the calibrated pipeline to {target}")
@@ -67,4 +118,3 @@ def calibrate_cli(
 
 def _fmt(key: str, value: float) -> str:
     return f"{100 * value:.2f}" if key.startswith("ece") else f"{value:.4f}"
-

@@ -1,4 +1,5 @@
 """`convert`: JSONL / CSV / TSV files (or label folders) into .spacy DocBins."""
+
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -6,26 +7,51 @@ from typing import Optional
 
 from wasabi import msg
 
-from ..data.splits import parse_fractions
 from ..data.convert import convert
+from ..data.splits import parse_fractions
 from ._util import Arg, Opt, app, parse_label_list, progress
 
 
 @app.command("convert")
 def convert_cli(
     # fmt: off
-    input_path: Path = Arg(..., help="Input file (.jsonl, .csv, .tsv) or folder of label subfolders of .txt files", exists=True),
+    input_path: Path = Arg(
+        ..., help="Input file (.jsonl, .csv, .tsv) or folder of label subfolders of .txt files", exists=True
+    ),
     output_dir: Path = Arg(..., help="Output directory for the .spacy file(s)", file_okay=False),
-    split: Optional[str] = Opt(None, "--split", "-s", help="Fractions for train,dev[,test] files, e.g. 0.8,0.1,0.1 (stratified by label, seeded)"),
+    split: Optional[str] = Opt(
+        None,
+        "--split",
+        "-s",
+        help="Fractions for train,dev[,test] files, e.g. 0.8,0.1,0.1 (stratified by label, seeded)",
+    ),
     seed: int = Opt(0, "--seed", help="Random seed of the split"),
     text_field: str = Opt("text", "--text-field", "-t", help="Field (column) holding the text"),
-    label_field: Optional[str] = Opt(None, "--label-field", "-l", help="Field holding the labels: a label, a list of labels or a cats dict (default: label, labels or cats, whichever is present)"),
+    label_field: Optional[str] = Opt(
+        None,
+        "--label-field",
+        "-l",
+        help="Field holding the labels: a label, a list of labels or a cats dict (default: label, labels or cats, whichever is present)",
+    ),
     labels_sep: str = Opt("|", "--labels-sep", help="Separator of several labels in one CSV/TSV value"),
-    labels: Optional[str] = Opt(None, "--labels", help="Comma-separated label set; records with other labels are an error"),
-    multilabel: bool = Opt(False, "--multilabel", "-m", help="Labels are independent (any number per text); default: exactly one label per text"),
+    labels: Optional[str] = Opt(
+        None, "--labels", help="Comma-separated label set; records with other labels are an error"
+    ),
+    multilabel: bool = Opt(
+        False,
+        "--multilabel",
+        "-m",
+        help="Labels are independent (any number per text); default: exactly one label per text",
+    ),
     lang: str = Opt("en", "--lang", help="Language of the tokenizer for the docs"),
-    encoding: Optional[str] = Opt(None, "--encoding", help="Encoding of the input files (default: UTF-8; byte-order marks are honoured)"),
-    fallback_encoding: Optional[str] = Opt(None, "--fallback-encoding", help="Label folders: read files that are not valid in --encoding with this one (e.g. cp1252), naming each; default: such a file is an error"),
+    encoding: Optional[str] = Opt(
+        None, "--encoding", help="Encoding of the input files (default: UTF-8; byte-order marks are honoured)"
+    ),
+    fallback_encoding: Optional[str] = Opt(
+        None,
+        "--fallback-encoding",
+        help="Label folders: read files that are not valid in --encoding with this one (e.g. cp1252), naming each; default: such a file is an error",
+    ),
     # fmt: on
 ):
     """
@@ -44,9 +70,18 @@ def convert_cli(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             written = convert(
-                input_path, output_dir, fractions=fractions, seed=seed, text_field=text_field,
-                label_field=label_field, labels_sep=labels_sep, labels=parse_label_list(labels),
-                exclusive=not multilabel, lang=lang, encoding=encoding, fallback_encoding=fallback_encoding,
+                input_path,
+                output_dir,
+                fractions=fractions,
+                seed=seed,
+                text_field=text_field,
+                label_field=label_field,
+                labels_sep=labels_sep,
+                labels=parse_label_list(labels),
+                exclusive=not multilabel,
+                lang=lang,
+                encoding=encoding,
+                fallback_encoding=fallback_encoding,
                 progress=lambda docs, total, name: progress(docs, total=total, desc=f"Writing {name}"),
             )
     except ValueError as e:
@@ -56,4 +91,3 @@ def convert_cli(
     for path, part in written.items():
         counts = Counter(label for r in part for label in r.positives)
         msg.good(f"Wrote {len(part)} docs to {path}", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-

@@ -1,6 +1,7 @@
 """`evaluate`: a report on a trained pipeline, as markdown + JSON + PNG pictures."""
+
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, cast
 
 import srsly
 from wasabi import msg
@@ -15,12 +16,25 @@ def evaluate_cli(
     # fmt: off
     model: str = Arg(..., help="Pipeline package name or path"),
     data_path: Path = Arg(..., help="Gold data: .spacy, or .jsonl/.csv/.tsv with text and labels", exists=True),
-    output_dir: Path = Opt(Path("reports"), "--output", "-o", help="Directory for report.md, report.json and the PNGs", file_okay=False),
-    component: Optional[str] = Opt(None, "--component", "-C", help="The classifier to evaluate (default: the first that sets doc.cats)"),
-    baseline: Optional[Path] = Opt(None, "--baseline", "-b", help="Metrics JSON of another model (e.g. the TF-IDF baseline) to show beside this one", exists=True, dir_okay=False),
+    output_dir: Path = Opt(
+        Path("reports"), "--output", "-o", help="Directory for report.md, report.json and the PNGs", file_okay=False
+    ),
+    component: Optional[str] = Opt(
+        None, "--component", "-C", help="The classifier to evaluate (default: the first that sets doc.cats)"
+    ),
+    baseline: Optional[Path] = Opt(
+        None,
+        "--baseline",
+        "-b",
+        help="Metrics JSON of another model (e.g. the TF-IDF baseline) to show beside this one",
+        exists=True,
+        dir_okay=False,
+    ),
     n_errors: int = Opt(20, "--n-errors", "-n", help="How many of the most confident errors to list"),
     text_field: str = Opt("text", "--text-field", "-t", help="Text field of JSONL/CSV data"),
-    label_field: Optional[str] = Opt(None, "--label-field", "-l", help="Label field of JSONL/CSV data (default: label, labels or cats)"),
+    label_field: Optional[str] = Opt(
+        None, "--label-field", "-l", help="Label field of JSONL/CSV data (default: label, labels or cats)"
+    ),
     labels_sep: str = Opt("|", "--labels-sep", help="Separator of several labels in one CSV/TSV value"),
     batch_size: Optional[int] = Opt(None, "--batch-size", help="Docs per nlp.pipe batch (default: the pipeline's)"),
     plots: bool = Opt(True, "--plots/--no-plots", help="Draw the PNG pictures (needs matplotlib)"),
@@ -43,36 +57,63 @@ def evaluate_cli(
     try:
         base = _read_baseline(baseline) if baseline is not None else None
         report = evaluate(
-            nlp, data_path, component=component, text_field=text_field, label_field=label_field,
-            labels_sep=labels_sep, batch_size=batch_size, n_errors=n_errors,
+            nlp,
+            data_path,
+            component=component,
+            text_field=text_field,
+            label_field=label_field,
+            labels_sep=labels_sep,
+            batch_size=batch_size,
+            n_errors=n_errors,
             progress=lambda docs, total: progress(docs, total=total, desc="Evaluating"),
         )
         if base is not None:
-            check_baseline(base, report, baseline)
-        paths = write_report(report, output_dir, title=f"Evaluation of {model}", baseline=base, plots=plots,
-                             context={"pipeline": model, "data": data_path, "component": report["component"]})
+            check_baseline(base, report, cast(Path, baseline))
+        paths = write_report(
+            report,
+            output_dir,
+            title=f"Evaluation of {model}",
+            baseline=base,
+            plots=plots,
+            context={"pipeline": model, "data": data_path, "component": report["component"]},
+        )
     except (ValueError, ImportError) as e:
         msg.fail(str(e), exits=1)
     s = report["summary"]
     label = "Accuracy" if report["exclusive"] else "Exact match"
     msg.divider("Results")
     msg.table(
-        [(label, f"{100 * s['accuracy']:.2f}"), ("Macro F1", f"{100 * s['macro_f']:.2f}"),
-         ("Micro F1", f"{100 * s['micro_f']:.2f}"),
-         ("Macro ROC AUC", "-" if s["macro_auc"] is None else f"{s['macro_auc']:.4f}"),
-         ("ECE (points)", "-" if s["ece"] is None else f"{100 * s['ece']:.2f}")]
-        + ([("ECE uncalibrated", f"{100 * report['calibration']['uncalibrated']['ece']:.2f}")]
-           if report["calibration"]["uncalibrated"] else [])
-        + ([(f"{label} ({base.get('name', 'baseline')})", f"{100 * base['summary'].get('accuracy', 0.0):.2f}")] if base else [])
+        [
+            (label, f"{100 * s['accuracy']:.2f}"),
+            ("Macro F1", f"{100 * s['macro_f']:.2f}"),
+            ("Micro F1", f"{100 * s['micro_f']:.2f}"),
+            ("Macro ROC AUC", "-" if s["macro_auc"] is None else f"{s['macro_auc']:.4f}"),
+            ("ECE (points)", "-" if s["ece"] is None else f"{100 * s['ece']:.2f}"),
+        ]
+        + (
+            [("ECE uncalibrated", f"{100 * report['calibration']['uncalibrated']['ece']:.2f}")]
+            if report["calibration"]["uncalibrated"]
+            else []
+        )
+        + (
+            [(f"{label} ({base.get('name', 'baseline')})", f"{100 * base['summary'].get('accuracy', 0.0):.2f}")]
+            if base
+            else []
+        )
     )
     msg.table(
-        [(k, f"{100 * v['p']:.2f}", f"{100 * v['r']:.2f}", f"{100 * v['f']:.2f}", v["support"], v["n_predicted"])
-         for k, v in report["per_label"].items()],
-        header=("", "P", "R", "F", "support", "predicted"), aligns=("l", "r", "r", "r", "r", "r"),
+        [
+            (k, f"{100 * v['p']:.2f}", f"{100 * v['r']:.2f}", f"{100 * v['f']:.2f}", v["support"], v["n_predicted"])
+            for k, v in report["per_label"].items()
+        ],
+        header=("", "P", "R", "F", "support", "predicted"),
+        aligns=("l", "r", "r", "r", "r", "r"),
     )
     for info in (report.get("conformal") or {}).values():
-        msg.info(f"Prediction sets at alpha={info['alpha']:g}: coverage {100 * info['coverage']:.2f}% "
-                 f"(guaranteed >= {100 * info['target']:.0f}%), mean size {info['mean_size']:.2f}")
+        msg.info(
+            f"Prediction sets at alpha={info['alpha']:g}: coverage {100 * info['coverage']:.2f}% "
+            f"(guaranteed >= {100 * info['target']:.0f}%), mean size {info['mean_size']:.2f}"
+        )
     never = [k for k, v in report["per_label"].items() if v["support"] and not v["n_predicted"]]
     if never:
         msg.warn(f"{len(never)} label(s) with gold positives are predicted for no document: {', '.join(never)}")
@@ -88,7 +129,9 @@ def check_baseline(base: Dict[str, Any], report: Dict[str, Any], path: Path) -> 
         problems.append(f"its labels are {sorted(base['labels'])}, this report's {sorted(report['labels'])}")
     if "exclusive" in base and bool(base["exclusive"]) != bool(report["exclusive"]):
         modes = {True: "exclusive classes", False: "multi-label"}
-        problems.append(f"it is for {modes[bool(base['exclusive'])]}, this report for {modes[bool(report['exclusive'])]}")
+        problems.append(
+            f"it is for {modes[bool(base['exclusive'])]}, this report for {modes[bool(report['exclusive'])]}"
+        )
     n_base, n_this = base["summary"].get("n_docs"), report["summary"].get("n_docs")
     if n_base is not None and n_base != n_this:
         problems.append(f"it scored {n_base} documents, this report {n_this}")

@@ -1,8 +1,9 @@
 """`optimize`: a pipeline for CPU serving, its bertcat encoders on ONNX Runtime
 (int8 by default), saved as a normal pipeline (see serving/optimize.py)."""
+
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, cast
 
 import numpy
 from spacy.language import Language
@@ -20,14 +21,31 @@ BERTCAT_FACTORIES = ("bertcat", "bertcat_multilabel")
 def optimize_cli(
     # fmt: off
     model: Path = Arg(..., help="Path of a trained pipeline with bertcat components", exists=True, file_okay=False),
-    output_dir: Path = Arg(..., help="Save the optimized pipeline here (a new folder; MODEL is not changed)", file_okay=False),
-    int8: bool = Opt(True, "--int8/--fp32", help="Quantize the encoder's linear layers to int8 (default), or keep float32"),
-    int8_embeddings: bool = Opt(False, "--int8-embeddings", help="Quantize the embedding tables too: a quarter of the size on disk instead of two thirds, but slower on short texts"),
-    component: Optional[List[str]] = Opt(None, "--component", "-C", help="The component(s) to optimize (default: every bertcat component)"),
-    check: Optional[Path] = Opt(None, "--check", help="Labelled data (.spacy, .jsonl/.csv/.tsv) on which to compare the optimized pipeline with the original: decisions, scores, accuracy", exists=True),
+    output_dir: Path = Arg(
+        ..., help="Save the optimized pipeline here (a new folder; MODEL is not changed)", file_okay=False
+    ),
+    int8: bool = Opt(
+        True, "--int8/--fp32", help="Quantize the encoder's linear layers to int8 (default), or keep float32"
+    ),
+    int8_embeddings: bool = Opt(
+        False,
+        "--int8-embeddings",
+        help="Quantize the embedding tables too: a quarter of the size on disk instead of two thirds, but slower on short texts",
+    ),
+    component: Optional[List[str]] = Opt(
+        None, "--component", "-C", help="The component(s) to optimize (default: every bertcat component)"
+    ),
+    check: Optional[Path] = Opt(
+        None,
+        "--check",
+        help="Labelled data (.spacy, .jsonl/.csv/.tsv) on which to compare the optimized pipeline with the original: decisions, scores, accuracy",
+        exists=True,
+    ),
     check_limit: int = Opt(2000, "--check-limit", help="Most documents of --check to use", min=1),
     text_field: str = Opt("text", "--text-field", "-t", help="Text field of JSONL/CSV --check data"),
-    label_field: Optional[str] = Opt(None, "--label-field", "-l", help="Label field of JSONL/CSV --check data (default: label, labels or cats)"),
+    label_field: Optional[str] = Opt(
+        None, "--label-field", "-l", help="Label field of JSONL/CSV --check data (default: label, labels or cats)"
+    ),
     # fmt: on
 ):
     """
@@ -43,11 +61,17 @@ def optimize_cli(
     """
     source, target = model.resolve(), output_dir.resolve()
     if target == source or source in target.parents or target in source.parents:
-        msg.fail("OUTPUT_DIR must differ from MODEL and neither may contain the other: the original pipeline is "
-                 "kept for training", exits=1)
+        msg.fail(
+            "OUTPUT_DIR must differ from MODEL and neither may contain the other: the original pipeline is "
+            "kept for training",
+            exits=1,
+        )
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        msg.fail(f"OUTPUT_DIR {output_dir} exists and is not empty: give a new folder (optimize never replaces "
-                 "a folder, so it cannot delete a pipeline by mistake)", exits=1)
+        msg.fail(
+            f"OUTPUT_DIR {output_dir} exists and is not empty: give a new folder (optimize never replaces "
+            "a folder, so it cannot delete a pipeline by mistake)",
+            exits=1,
+        )
     if int8_embeddings and not int8:
         msg.fail("--int8-embeddings quantizes embeddings to int8: it cannot go with --fp32", exits=1)
     if component and len(set(component)) != len(component):
@@ -61,10 +85,13 @@ def optimize_cli(
         for name in names:
             start = time.perf_counter()
             made[name] = optimize_component(nlp, name, int8=int8, int8_embeddings=int8_embeddings)
-            msg.good(f"Optimized '{name}': {made[name]['engine']} {'int8' if int8 else 'float32'}, "
-                     f"{made[name]['bytes'] / 2**20:.1f} MB (float32 {made[name]['fp32_bytes'] / 2**20:.1f} MB), "
-                     f"{time.perf_counter() - start:.1f}s")
+            msg.good(
+                f"Optimized '{name}': {made[name]['engine']} {'int8' if int8 else 'float32'}, "
+                f"{made[name]['bytes'] / 2**20:.1f} MB (float32 {made[name]['fp32_bytes'] / 2**20:.1f} MB), "
+                f"{time.perf_counter() - start:.1f}s"
+            )
         if gold_docs:
+            assert before is not None
             _print_check(nlp, names, gold_docs, before)
     except ValueError as e:
         msg.fail(str(e), exits=1)
@@ -81,7 +108,11 @@ def components_to_optimize(nlp: Language, names: Optional[List[str]]) -> List[st
         return bertcat
     for name in names:
         if name not in bertcat:
-            raise ValueError(Errors.BC033.format(detail=f" named '{name}' made by bertcat or bertcat_multilabel", names=nlp.pipe_names))
+            raise ValueError(
+                Errors.BC033.format(
+                    detail=f" named '{name}' made by bertcat or bertcat_multilabel", names=nlp.pipe_names
+                )
+            )
     return list(names)
 
 
@@ -100,7 +131,7 @@ def optimize_component(nlp: Language, name: str, *, int8: bool = True, int8_embe
 
 
 def _read_check(nlp: Language, path: Path, name: str, limit: int, text_field: str, label_field: Optional[str]) -> List:
-    pipe = nlp.get_pipe(name)
+    pipe: Any = nlp.get_pipe(name)
     docs = read_labelled_docs(path, nlp, labels=list(pipe.labels), text_field=text_field, label_field=label_field)
     return docs[:limit]
 
@@ -109,7 +140,7 @@ def _scores(nlp: Language, names: List[str], gold_docs: List) -> Dict[str, numpy
     scores = {}
     for name in names:
         docs = predict_docs(nlp, [doc.text for doc in gold_docs], None, f"check '{name}'", name)
-        scores[name] = score_matrix(docs, list(nlp.get_pipe(name).labels))
+        scores[name] = score_matrix(docs, list(cast(Any, nlp.get_pipe(name)).labels))
     return scores
 
 
@@ -141,12 +172,22 @@ def _print_check(nlp: Language, names: List[str], gold_docs: List, before: Dict[
     after = _scores(nlp, names, gold_docs)
     rows = []
     for name in names:
-        pipe = nlp.get_pipe(name)
+        pipe: Any = nlp.get_pipe(name)
         gold, mask = gold_matrix(gold_docs, list(pipe.labels))
         same = float((decisions(pipe, before[name]) == decisions(pipe, after[name])).all(1).mean())
         metric = "accuracy" if getattr(pipe, "exclusive", True) else "micro-F1"
-        rows.append((name, len(gold_docs), f"{100 * same:.2f}", f"{numpy.abs(before[name] - after[name]).max():.4f}",
-                     f"{metric} {100 * accuracy(pipe, before[name], gold, mask):.2f}",
-                     f"{100 * accuracy(pipe, after[name], gold, mask):.2f}"))
-    msg.table(rows, header=("component", "docs", "same decisions %", "max |score diff|", "original", "optimized"),
-              aligns=("l", "r", "r", "r", "r", "r"))
+        rows.append(
+            (
+                name,
+                len(gold_docs),
+                f"{100 * same:.2f}",
+                f"{numpy.abs(before[name] - after[name]).max():.4f}",
+                f"{metric} {100 * accuracy(pipe, before[name], gold, mask):.2f}",
+                f"{100 * accuracy(pipe, after[name], gold, mask):.2f}",
+            )
+        )
+    msg.table(
+        rows,
+        header=("component", "docs", "same decisions %", "max |score diff|", "original", "optimized"),
+        aligns=("l", "r", "r", "r", "r", "r"),
+    )

@@ -1,4 +1,5 @@
 """`train`: `spacy train`, on one worker or data-parallel on several (see distributed/)."""
+
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -15,11 +16,30 @@ def train_cli(
     # fmt: off
     ctx: typer.Context,  # the config overrides (--paths.train ...), as in spacy train
     config_path: Path = Arg(..., help="Path to config file", exists=True, dir_okay=False),
-    output_path: Optional[Path] = Opt(None, "--output", "--output-path", "-o", help="Output directory to store the trained pipeline in"),
-    code_path: Optional[Path] = Opt(None, "--code", "-c", help="Path to Python file with additional code (registered functions) to be imported"),
-    workers: int = Opt(1, "--workers", "-w", help="Data-parallel workers to start on this machine (torch's elastic launcher, as torchrun --standalone). Under torchrun, leave it at 1: torchrun starts the workers"),
-    use_gpu: int = Opt(-1, "--gpu-id", "-g", help="GPU ID or -1 for CPU. With several workers, any ID >= 0 trains on the GPUs, one per worker, picked by its local rank"),
-    timeout: float = Opt(600.0, "--timeout", help="Seconds a worker waits for the others at a step before it gives up (longer than worker 0's slowest evaluation plus save)", min=1.0),
+    output_path: Optional[Path] = Opt(
+        None, "--output", "--output-path", "-o", help="Output directory to store the trained pipeline in"
+    ),
+    code_path: Optional[Path] = Opt(
+        None, "--code", "-c", help="Path to Python file with additional code (registered functions) to be imported"
+    ),
+    workers: int = Opt(
+        1,
+        "--workers",
+        "-w",
+        help="Data-parallel workers to start on this machine (torch's elastic launcher, as torchrun --standalone). Under torchrun, leave it at 1: torchrun starts the workers",
+    ),
+    use_gpu: int = Opt(
+        -1,
+        "--gpu-id",
+        "-g",
+        help="GPU ID or -1 for CPU. With several workers, any ID >= 0 trains on the GPUs, one per worker, picked by its local rank",
+    ),
+    timeout: float = Opt(
+        600.0,
+        "--timeout",
+        help="Seconds a worker waits for the others at a step before it gives up (longer than worker 0's slowest evaluation plus save)",
+        min=1.0,
+    ),
     # fmt: on
 ):
     """
@@ -56,8 +76,13 @@ def train_cli(
             msg.fail(str(e), exits=1)
         return
     if workers not in (1, env.world_size):
-        _fail(env.rank, Errors.BC071.format(detail=f"--workers {workers} under a launcher that started {env.world_size}: "
-                                           "torchrun starts the workers (--nproc-per-node, --nnodes), so leave --workers out"))
+        _fail(
+            env.rank,
+            Errors.BC071.format(
+                detail=f"--workers {workers} under a launcher that started {env.world_size}: "
+                "torchrun starts the workers (--nproc-per-node, --nnodes), so leave --workers out"
+            ),
+        )
     _run_worker(env, config_path, output_path, overrides, use_gpu >= 0, timeout)
 
 

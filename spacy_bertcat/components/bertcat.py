@@ -5,12 +5,13 @@ softmax (``bertcat``: scores sum to 1) or sigmoid (``bertcat_multilabel``) and w
 ``doc.cats``. Losses are computed on logits (see loss.py). Labels live in
 ``self.cfg`` and are fixed at initialize, when the model's head is sized.
 """
+
 import logging
 import math
 import warnings
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union, cast
 
 import numpy
 from spacy.language import Language
@@ -28,8 +29,6 @@ from ..layers.classifier import get_shim
 from .config_checks import check_schedule_length, uses_gradual_unfreezing
 from .decision_state import DecisionState
 from .extensions import SETS, UNCALIBRATED, set_component_cats, set_component_value, uncalibrated_cats
-from .serialization import read_component, write_component
-from .side_channels import cats_components, pipeline_of, remember_component, remember_pipeline
 from .loss import (
     BalancedWeights,
     ClassWeights,
@@ -37,6 +36,8 @@ from .loss import (
     resolve_class_weights,
     softmax_cross_entropy,
 )
+from .serialization import read_component, write_component
+from .side_channels import cats_components, pipeline_of, remember_component, remember_pipeline
 
 logger = logging.getLogger("spacy.bertcat")
 
@@ -230,7 +231,11 @@ class BertCat(TrainablePipe):
         remember_component(self)
         loc = ["initialize", "components", self.name, "labels"]
         if not self.labels:
-            stand_in = len(examples) == 1 and examples[0].reference.text.split() == ["x", "y", "z"]  # nlp.initialize() without data
+            stand_in = len(examples) == 1 and examples[0].reference.text.split() == [
+                "x",
+                "y",
+                "z",
+            ]  # nlp.initialize() without data
             if not examples or stand_in:
                 reason = "it was initialized without training data"
             else:
@@ -239,7 +244,9 @@ class BertCat(TrainablePipe):
         if self.exclusive and len(self.labels) < 2:
             raise config_error(Errors.BC001.format(n=len(self.labels), labels=list(self.labels)), loc)
         if positive_label is not None and (positive_label not in self.labels or len(self.labels) != 2):
-            raise config_error(Errors.BC023.format(label=positive_label, labels=list(self.labels)), loc[:-1] + ["positive_label"])
+            raise config_error(
+                Errors.BC023.format(label=positive_label, labels=list(self.labels)), loc[:-1] + ["positive_label"]
+            )
         self.cfg["positive_label"] = positive_label
         if nlp is not None:
             self._warn_shared_labels(nlp)
@@ -277,7 +284,7 @@ class BertCat(TrainablePipe):
                 logits = calibration.apply(self.model.ops.xp, logits)
             scores[rows] = self.model.ops.to_numpy(self._activation(logits))
             self._warn_truncation(len(rows))
-        return self.model.ops.asarray2f(scores)
+        return self.model.ops.asarray2f(cast(Floats2d, scores))
 
     def logits(self, docs: Iterable[Doc], batch_size: int = 64) -> Tuple[numpy.ndarray, numpy.ndarray]:
         """The model's uncalibrated logits (what calibration is fitted on).
@@ -302,23 +309,29 @@ class BertCat(TrainablePipe):
         scores = self.model.ops.to_numpy(scores)
         thresholds = self.thresholds
         calibration = self.calibration
-        raw = calibration.uncalibrate(scores) if calibration is not None else None
-        sets = calibration.prediction_sets(raw) if calibration is not None and calibration.alphas else None
+        raw = calibration.uncalibrate(cast(numpy.ndarray, scores)) if calibration is not None else None
+        sets = (
+            calibration.prediction_sets(cast(numpy.ndarray, raw))
+            if calibration is not None and calibration.alphas
+            else None
+        )
         for i, (doc, row) in enumerate(zip(docs, scores)):
             cats = {label: float(score) for label, score in zip(self.labels, row)}
             doc.cats.update(cats)
             content = has_content(doc)
             set_component_cats(doc, self.name, cats, self._decide(cats, thresholds, content))
             if raw is not None:
-                set_component_value(doc, UNCALIBRATED, self.name, {label: float(v) for label, v in zip(self.labels, raw[i])})
+                set_component_value(
+                    doc, UNCALIBRATED, self.name, {label: float(v) for label, v in zip(self.labels, raw[i])}
+                )
             if sets is not None:
                 in_set = [label for label, keep in zip(self.labels, sets[i]) if keep] if content else []
-                set_component_value(doc, SETS, self.name, sorted(in_set, key=cats.get, reverse=True))
+                set_component_value(doc, SETS, self.name, sorted(in_set, key=cats.get, reverse=True))  # type: ignore[arg-type]
 
     def _decide(self, cats: Dict[str, float], thresholds: Dict[str, float], content: bool) -> List[str]:
         """RETURNS (List[str]): The class with the highest score (none for a doc
         without text)."""
-        return [max(cats, key=cats.get)] if content and cats else []
+        return [max(cats, key=cats.get)] if content and cats else []  # type: ignore[arg-type]
 
     def update(
         self,
@@ -362,7 +375,7 @@ class BertCat(TrainablePipe):
 
     def _loss(self, logits: Floats2d, truth: numpy.ndarray, mask: numpy.ndarray) -> Tuple[float, Floats2d]:
         ops = self.model.ops
-        return self._loss_fn(ops.xp, logits, ops.asarray2f(truth), ops.asarray2f(mask), self.cfg["label_weights"])
+        return self._loss_fn(ops.xp, logits, ops.asarray2f(truth), ops.asarray2f(mask), self.cfg["label_weights"])  # type: ignore[arg-type]
 
     @property
     def _loss_fn(self) -> Callable:
@@ -372,11 +385,18 @@ class BertCat(TrainablePipe):
         self.model.finish_update(sgd)
         shim = get_shim(self.model)
         if shim.last_step is not None and shim.last_step.skipped:
-            hint = "Lower the learning rate or check the data." if not shim.loss_scale.enabled else "The float16 loss scale was lowered."
+            hint = (
+                "Lower the learning rate or check the data."
+                if not shim.loss_scale.enabled
+                else "The float16 loss scale was lowered."
+            )
             warnings.warn(
                 Warnings.BCW003.format(
-                    name=self.name, norm=shim.last_step.grad_norm, step=shim.n_steps,
-                    n_skipped=shim.n_skipped, hint=hint,
+                    name=self.name,
+                    norm=shim.last_step.grad_norm,
+                    step=shim.n_steps,
+                    n_skipped=shim.n_skipped,
+                    hint=hint,
                 )
             )
             shim.last_step = None
@@ -408,7 +428,9 @@ class BertCat(TrainablePipe):
     def _check_thresholds(self, thresholds: Dict[str, float]) -> None:
         bad = {k: v for k, v in thresholds.items() if k not in self.labels or not 0.0 < v < 1.0}
         if bad:
-            raise ValueError(Errors.BC018.format(name=self.name, detail=f"invalid entries {bad} for labels {list(self.labels)}"))
+            raise ValueError(
+                Errors.BC018.format(name=self.name, detail=f"invalid entries {bad} for labels {list(self.labels)}")
+            )
 
     @property
     def calibration(self) -> Optional[Calibration]:
@@ -420,11 +442,18 @@ class BertCat(TrainablePipe):
         """Store a calibration (None removes it). Per-label thresholds are mapped to
         the new scores, so every decision stays what it was."""
         if calibration is not None and list(calibration.labels) != list(self.labels):
-            raise ValueError(Errors.BC018.format(name=self.name, detail=f"a calibration for the labels {calibration.labels}, not {list(self.labels)}"))
+            raise ValueError(
+                Errors.BC018.format(
+                    name=self.name, detail=f"a calibration for the labels {calibration.labels}, not {list(self.labels)}"
+                )
+            )
         raw_thresholds = self.uncalibrated_thresholds
         self.decisions.calibration = calibration
         if not self.exclusive:
-            mapped = {label: t if calibration is None else calibration.calibrate_threshold(label, t) for label, t in raw_thresholds.items()}
+            mapped = {
+                label: t if calibration is None else calibration.calibrate_threshold(label, t)
+                for label, t in raw_thresholds.items()
+            }
             if mapped != self.thresholds:
                 self._set_mapped_thresholds(mapped)
 
@@ -452,21 +481,25 @@ class BertCat(TrainablePipe):
         by this component."""
         calibration = self.calibration
         if calibration is None or not calibration.alphas:
-            raise ValueError(Errors.BC058.format(what="prediction sets", detail="it is not calibrated with conformal alphas"))
+            raise ValueError(
+                Errors.BC058.format(what="prediction sets", detail="it is not calibrated with conformal alphas")
+            )
         if not has_content(doc):
             return []
         raw = uncalibrated_cats(doc, self.name)
         row = numpy.asarray([[raw[label] for label in self.labels]], dtype="f8")
         keep = calibration.prediction_sets(row, alpha)[0]
         cats = dict(zip(self.labels, row[0]))
-        return sorted([label for label, k in zip(self.labels, keep) if k], key=cats.get, reverse=True)
+        return sorted([label for label, k in zip(self.labels, keep) if k], key=cats.get, reverse=True)  # type: ignore[arg-type]
 
     @property
     def truncation_stats(self) -> Dict[str, int]:
         """RETURNS (Dict[str, int]): Documents seen in training and prediction since
         the component was created, and how many were truncated."""
         stats = self.model.attrs["truncation"]
-        return {key: getattr(stats, key) for key in ("train_docs", "train_truncated", "predict_docs", "predict_truncated")}
+        return {
+            key: getattr(stats, key) for key in ("train_docs", "train_truncated", "predict_docs", "predict_truncated")
+        }
 
     def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, Any]:
         """Score with the component's scorer; during training (each evaluation of
@@ -503,7 +536,9 @@ class BertCat(TrainablePipe):
         if n_outputs is not None and n_outputs != len(self.labels):
             raise ValueError(
                 Errors.BC013.format(
-                    name=self.name, n_labels=len(self.labels), labels=list(self.labels),
+                    name=self.name,
+                    n_labels=len(self.labels),
+                    labels=list(self.labels),
                     n_outputs=n_outputs,
                 )
             )
@@ -547,7 +582,11 @@ class BertCat(TrainablePipe):
             detail = chunking.describe(self.model.attrs["window"], is_train=False)
             warnings.warn(
                 Warnings.BCW001.format(
-                    name=self.name, n_truncated=truncated, n_docs=n_docs, strategy=chunking.name, detail=detail,
+                    name=self.name,
+                    n_truncated=truncated,
+                    n_docs=n_docs,
+                    strategy=chunking.name,
+                    detail=detail,
                     hint=chunking.hint(),
                 )
             )
@@ -566,14 +605,18 @@ class BertCat(TrainablePipe):
 
     def _report_training_truncation(self, docs: List[Doc]) -> None:
         shim = get_shim(self.model)
+        assert shim.tokenizer is not None
         lengths = [len(ids) for ids in shim.tokenizer.encode([doc.text for doc in docs])]
         chunking, window = self.model.attrs["chunking"], self.model.attrs["window"]
         n_truncated = sum(chunking.truncates(n, window, is_train=True) for n in lengths)
         if n_truncated:
             logger.warning(
                 Warnings.BCW005.format(
-                    name=self.name, n_truncated=n_truncated, n_docs=len(docs), share=n_truncated / len(docs),
-                    strategy=chunking.name, detail=chunking.describe(window, is_train=True),
+                    name=self.name,
+                    n_truncated=n_truncated,
+                    n_docs=len(docs),
+                    share=n_truncated / len(docs),
+                    strategy=chunking.name,
+                    detail=chunking.describe(window, is_train=True),
                 )
             )
-

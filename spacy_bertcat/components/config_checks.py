@@ -1,4 +1,5 @@
 """Checks of a training config that spaCy cannot make, run at initialize."""
+
 import warnings
 from typing import Any, Dict
 

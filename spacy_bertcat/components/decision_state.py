@@ -17,6 +17,7 @@ and the prediction engines all go through it, so the rules live here once:
   often as in training; see decisions/thresholds.py); labels without a tuned
   threshold have the source "default".
 """
+
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from ..decisions.calibration import Calibration

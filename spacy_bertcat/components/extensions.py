@@ -16,6 +16,7 @@ exclusive classes calibrated with conformal alphas, ``doc._.bertcat_sets`` (its
 prediction set: the labels that contain the true one with the guaranteed
 probability), each ``{component name: ...}``.
 """
+
 from typing import Any, Dict, List
 
 from spacy.tokens import Doc

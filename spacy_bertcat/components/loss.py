@@ -11,6 +11,7 @@ gradients under gradient accumulation):
   ``sum_ij mask_ij * bce_ij / (n * n_labels)``; with nothing missing and no weights
   this is torch's ``BCEWithLogitsLoss()``.
 """
+
 import functools
 from typing import AbstractSet, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -128,10 +129,14 @@ def resolve_class_weights(
         return setting(truth, mask, exclusive=exclusive)
     unknown = sorted(set(setting) - set(labels))
     if unknown:
-        raise SettingError(Errors.BC011.format(name=name, detail=f"labels {unknown} are not in {list(labels)}"), "class_weights")
+        raise SettingError(
+            Errors.BC011.format(name=name, detail=f"labels {unknown} are not in {list(labels)}"), "class_weights"
+        )
     bad = {k: v for k, v in setting.items() if not isinstance(v, (int, float)) or v <= 0}
     if bad:
-        raise SettingError(Errors.BC011.format(name=name, detail=f"weights must be positive numbers, got {bad}"), "class_weights")
+        raise SettingError(
+            Errors.BC011.format(name=name, detail=f"weights must be positive numbers, got {bad}"), "class_weights"
+        )
     return [float(setting.get(label, 1.0)) for label in labels]
 
 

@@ -8,6 +8,7 @@ can read each label's decision from ``pipe.thresholds``. Each evaluation also wa
 about labels that have gold positives but are predicted for no document, so a
 collapsed label is visible at once.
 """
+
 import logging
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
@@ -18,11 +19,11 @@ from spacy.training import Example
 from thinc.api import Model
 from thinc.types import Floats2d
 
+from ..decisions.thresholds import TunedThresholds, collapsed_labels, tune_with_fallback
 from ..errors import Warnings, invalid_setting
+from .bertcat import DEFAULT_MODEL, SCORE_WEIGHTS, BertCat
 from .extensions import component_cats
 from .loss import ClassWeights, MultilabelLoss, sigmoid_binary_cross_entropy
-from .bertcat import DEFAULT_MODEL, SCORE_WEIGHTS, BertCat
-from ..decisions.thresholds import TunedThresholds, collapsed_labels, tune_with_fallback
 
 logger = logging.getLogger("spacy.bertcat")
 
@@ -66,10 +67,19 @@ def make_bertcat_multilabel(
         own; rarer labels get the global threshold that maximizes micro-F1.
     """
     if threshold_min_support < 1:
-        raise invalid_setting("threshold_min_support", threshold_min_support, "it must be at least 1", "components", name)
+        raise invalid_setting(
+            "threshold_min_support", threshold_min_support, "it must be at least 1", "components", name
+        )
     return BertCatMultilabel(
-        nlp.vocab, model, name, threshold=threshold, class_weights=class_weights, scorer=scorer,
-        loss=loss, tune_thresholds=tune_thresholds, threshold_min_support=threshold_min_support,
+        nlp.vocab,
+        model,
+        name,
+        threshold=threshold,
+        class_weights=class_weights,
+        scorer=scorer,
+        loss=loss,
+        tune_thresholds=tune_thresholds,
+        threshold_min_support=threshold_min_support,
     )
 
 
@@ -122,7 +132,11 @@ class BertCatMultilabel(BertCat):
         scores = self._predicted_scores(examples)
         if self.cfg.get("tune_thresholds") and self._updated_since_scoring and mask.any():
             tuned = tune_with_fallback(
-                self.labels, gold, scores, mask, min_support=self.cfg["threshold_min_support"],
+                self.labels,
+                gold,
+                scores,
+                mask,
+                min_support=self.cfg["threshold_min_support"],
                 default=min(max(self.decisions.threshold, 1e-4), 1 - 1e-4),
                 prevalence=self.decisions.train_prevalence,
             )
@@ -133,7 +147,11 @@ class BertCatMultilabel(BertCat):
         if collapsed:
             listed = ", ".join(f"{label} ({n})" for label, n in list(collapsed.items())[:10])
             more = f" and {len(collapsed) - 10} more" if len(collapsed) > 10 else ""
-            logger.warning(Warnings.BCW011.format(name=self.name, n=len(collapsed), n_labels=len(self.labels), labels=listed + more))
+            logger.warning(
+                Warnings.BCW011.format(
+                    name=self.name, n=len(collapsed), n_labels=len(self.labels), labels=listed + more
+                )
+            )
         return super().score(examples, **kwargs)
 
     def use_tuned_thresholds(self, tuned: TunedThresholds, keep: Iterable[str] = ()) -> None:

@@ -18,8 +18,9 @@ needs more, it uses these, and nothing else:
 - ``layers/shim.py``: ``os.register_at_fork`` runs torch on one thread in forked
   ``nlp.pipe(n_process=...)`` workers (GNU OpenMP is not fork-safe).
 """
+
 import contextlib
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, cast
 
 from spacy.language import Language
 from spacy.pipeline import MultiLabel_TextCategorizer, TextCategorizer
@@ -40,7 +41,7 @@ def is_bertcat(pipe: Any) -> bool:
 def bertcat_components(nlp: Language) -> Dict[str, BertCat]:
     """RETURNS (Dict[str, BertCat]): The pipeline's bertcat components by name, in
     pipeline order, disabled ones included."""
-    return {name: pipe for name, pipe in nlp.components if is_bertcat(pipe)}
+    return {name: cast(BertCat, pipe) for name, pipe in nlp.components if is_bertcat(pipe)}
 
 
 def is_exclusive(pipe: Any) -> bool:
@@ -80,7 +81,7 @@ class Classifier:
         if name not in nlp.pipe_names:
             raise ValueError(Errors.BC033.format(detail=f" named '{name}'", names=nlp.pipe_names))
         self.name = name
-        self.pipe: Any = nlp.get_pipe(name)
+        self.pipe: Any = cast(Any, nlp.get_pipe(name))
         self.factory = nlp.get_pipe_meta(name).factory
         self.labels: List[str] = list(getattr(self.pipe, "labels", ()))
         self.exclusive = is_exclusive(self.pipe)

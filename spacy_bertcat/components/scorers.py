@@ -7,6 +7,7 @@ mapped scores at 0.5 equals thresholding each label at its own value, and ROC AU
 unchanged. Every spaCy metric (``cats_micro_f``, ``cats_f_per_type``, ...) then
 reflects the tuned thresholds.
 """
+
 from typing import Any, Callable, Dict, Iterable, Optional
 
 from spacy.scorer import Scorer

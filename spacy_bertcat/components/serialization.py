@@ -1,6 +1,7 @@
 """A bertcat component's files: written atomically, read with errors that say what
 is wrong (a damaged file is named; a file this user may not read is not called
 damaged)."""
+
 import getpass
 import os
 from pathlib import Path
@@ -10,8 +11,8 @@ import spacy
 import srsly
 from spacy.pipeline import TrainablePipe
 
-from ..errors import Errors
 from ..data.atomic import atomic_write
+from ..errors import Errors
 
 
 def write_component(pipe: TrainablePipe, path: Union[str, Path], exclude) -> None:

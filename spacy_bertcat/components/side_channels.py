@@ -13,8 +13,9 @@ list of every side channel).
   references; an entry whose component is gone, or whose vocab is another object
   at the same address, is ignored.
 """
+
 import weakref
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, cast
 
 from spacy.language import Language
 
@@ -43,7 +44,7 @@ def cats_components(nlp: Language) -> Dict[str, Any]:
 def remember_component(pipe: Any) -> None:
     """Record an initialized bertcat component as its vocab's."""
     entries = _components.setdefault(id(pipe.vocab), {})
-    for name in [n for n, ref in entries.items() if ref() is None or ref().vocab is not pipe.vocab]:
+    for name in [n for n, ref in entries.items() if ref() is None or cast(Any, ref()).vocab is not pipe.vocab]:
         del entries[name]  # gone, or of an earlier vocab at the same address
     entries[pipe.name] = weakref.ref(pipe)
 

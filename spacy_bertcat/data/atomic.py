@@ -8,6 +8,7 @@ that writes to a temporary sibling and renames it into place.
 - ``new_sibling``: an empty hidden folder beside a target, for writers that fill a
   folder and rename it themselves (Ray's output shards).
 """
+
 import ctypes
 import functools
 import glob
@@ -103,9 +104,7 @@ def _exchange(a: Path, b: Path) -> bool:
     renameat2 = getattr(_libc(), "renameat2", None)
     if renameat2 is None:
         return False
-    result = renameat2(
-        _AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE
-    )
+    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
     return result == 0
 
 

@@ -1,5 +1,6 @@
 """Records files to spaCy's .spacy training files, optionally split into
 train / dev / test (the library behind `spacy-bertcat convert`)."""
+
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
@@ -35,8 +36,14 @@ def convert(
     """
     records = list(
         read_records(
-            input_path, text_field=text_field, label_field=label_field, labels_sep=labels_sep,
-            exclusive=exclusive, allowed_labels=labels, encoding=encoding, fallback_encoding=fallback_encoding,
+            input_path,
+            text_field=text_field,
+            label_field=label_field,
+            labels_sep=labels_sep,
+            exclusive=exclusive,
+            allowed_labels=labels,
+            encoding=encoding,
+            fallback_encoding=fallback_encoding,
         )
     )
     found = check_labels(records, exclusive, input_path)

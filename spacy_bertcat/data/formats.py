@@ -6,6 +6,7 @@ format of a path (``detect_format``).
 ``FORMATS``; Ray prediction over files (predict/ray_files.py) reads the files of
 ``PREDICT_SUFFIXES``, which adds Parquet and leaves out ``.spacy``.
 """
+
 from pathlib import Path
 from typing import Dict, Iterable, Optional, Union
 
@@ -15,8 +16,14 @@ from ..errors import Errors
 FORMATS = ("jsonl", "csv", "tsv", "txt", "folders", "spacy")
 # Every file suffix read anywhere, and its format (in the order messages list them).
 SUFFIXES: Dict[str, str] = {
-    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".txt": "txt",
-    ".parquet": "parquet", ".spacy": "spacy",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".txt": "txt",
+    ".parquet": "parquet",
+    ".spacy": "spacy",
 }
 
 

@@ -12,12 +12,13 @@ Label fields (``label_field``, detected from the first record when not given):
 - ``cats``: spaCy's dict of label -> 0/1 (JSONL only); labels it leaves out are
   missing values (multi-label only).
 """
+
 import csv
 import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import IO, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union, cast
 
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
@@ -114,7 +115,12 @@ def read_rows(
 
 
 def read_stream_rows(
-    file_: IO[str], file_format: str, path: Union[str, Path], *, keep_invalid: bool = False, keep_blank: bool = False,
+    file_: IO[str],
+    file_format: str,
+    path: Union[str, Path],
+    *,
+    keep_invalid: bool = False,
+    keep_blank: bool = False,
 ) -> Iterator[Tuple[int, Dict[str, Any]]]:
     """Read the raw rows of an open JSONL, CSV, TSV or text stream (see read_rows),
     e.g. a file read whole into memory (Ray prediction reads its shards this way).
@@ -147,17 +153,17 @@ def read_stream_rows(
     elif file_format in ("csv", "tsv"):
         lines = _LineCounter(file_)
         reader = csv.DictReader(lines, delimiter="\t" if file_format == "tsv" else ",")
-        reader.fieldnames  # read the header
+        _ = reader.fieldnames  # read the header
         lines.first = None
         for row in reader:
             start, lines.first = lines.first, None  # the row's first line
             if None in row or any(value is None for value in row.values()):
                 problem = f"it has {len(reader.fieldnames or [])} columns in the header but a different number here"
                 if keep_invalid:
-                    yield start, InvalidRow(problem)
+                    yield start, InvalidRow(problem)  # type: ignore[misc]
                     continue
                 raise ValueError(Errors.BC030.format(path=path, line=start, problem=problem))
-            yield start, dict(row)
+            yield start, dict(row)  # type: ignore[misc]
     else:  # txt
         for i, line in enumerate(file_, start=1):
             if keep_blank or line.strip():
@@ -195,14 +201,17 @@ def _read_folders(
     n = 0
     for folder in folders:
         files = sorted(
-            p for p in folder.rglob("*.txt")
+            p
+            for p in folder.rglob("*.txt")
             if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
         )
         for file_ in files:
             n += 1
             text = read_text_file(file_, encoding, fallback)
             if not text:
-                raise ValueError(Errors.BC043.format(path=file_, detail="the file is empty (a text per file is expected)"))
+                raise ValueError(
+                    Errors.BC043.format(path=file_, detail="the file is empty (a text per file is expected)")
+                )
             rel = file_.relative_to(path).with_suffix("").as_posix()
             yield n, {"text": text, "label": folder.name, "id": rel}
 
@@ -220,7 +229,11 @@ def read_text_file(path: Path, encoding: Optional[str] = None, fallback: Optiona
     if encoding is None:
         encoding = next((name for bom, name in _BOMS if data.startswith(bom)), "utf-8")
         if encoding == "utf-8" and b"\x00" in data:
-            raise ValueError(Errors.BC047.format(path=path, encoding="UTF-8", reason="it has NUL bytes, as UTF-16 without a byte-order mark has"))
+            raise ValueError(
+                Errors.BC047.format(
+                    path=path, encoding="UTF-8", reason="it has NUL bytes, as UTF-16 without a byte-order mark has"
+                )
+            )
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as e:
@@ -270,10 +283,19 @@ def read_records(
             label_field = next((f for f in LABEL_FIELDS if f in row), "")
             if not label_field and require_labels:
                 problem = f"it has no label field (looked for {', '.join(LABEL_FIELDS)}; found {sorted(row)})"
-                raise ValueError(Errors.BC030.format(path=path, line=line, problem=problem + ". Name the field with --label-field"))
+                raise ValueError(
+                    Errors.BC030.format(path=path, line=line, problem=problem + ". Name the field with --label-field")
+                )
         yield make_record(
-            row, line=line, path=path, text_field=text_field, label_field=label_field,
-            labels_sep=labels_sep, require_labels=require_labels, exclusive=exclusive, allowed=allowed,
+            row,
+            line=line,
+            path=path,
+            text_field=text_field,
+            label_field=label_field,
+            labels_sep=labels_sep,
+            require_labels=require_labels,
+            exclusive=exclusive,
+            allowed=allowed,
         )
 
 
@@ -374,7 +396,7 @@ def records_to_docs(
     YIELDS (Doc): One doc per record.
     """
     records = list(records)
-    docs = nlp.tokenizer.pipe((r.text for r in records), batch_size=batch_size)
+    docs = cast(Any, nlp.tokenizer).pipe((r.text for r in records), batch_size=batch_size)
     for record, doc in zip(records, docs):
         doc.cats = record.full_cats(labels)
         if record.meta:
@@ -428,8 +450,13 @@ def read_labelled_docs(
         return docs
     records = list(
         read_records(
-            path, text_field=text_field, label_field=label_field, labels_sep=labels_sep,
-            file_format=file_format, exclusive=exclusive, allowed_labels=labels,
+            path,
+            text_field=text_field,
+            label_field=label_field,
+            labels_sep=labels_sep,
+            file_format=file_format,
+            exclusive=exclusive,
+            allowed_labels=labels,
         )
     )
     if not records:

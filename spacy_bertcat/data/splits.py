@@ -3,12 +3,13 @@
 Each label (or label combination, for multi-label data) is spread over the parts in
 the given proportions; texts equal up to case and whitespace stay in one part.
 """
+
 import random
 from collections import Counter, defaultdict
 from typing import Dict, List, Sequence, Tuple
 
-from .records import Record
 from ..errors import Errors
+from .records import Record
 
 
 def parse_fractions(value: str) -> Tuple[float, ...]:
@@ -21,7 +22,9 @@ def parse_fractions(value: str) -> Tuple[float, ...]:
     except ValueError:
         raise ValueError(Errors.BC036.format(value=value, detail="use numbers separated by commas")) from None
     if not 2 <= len(fractions) <= 3:
-        raise ValueError(Errors.BC036.format(value=value, detail="give two (train, dev) or three (train, dev, test) fractions"))
+        raise ValueError(
+            Errors.BC036.format(value=value, detail="give two (train, dev) or three (train, dev, test) fractions")
+        )
     if any(f <= 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
         raise ValueError(Errors.BC036.format(value=value, detail="each must be positive and they must add up to 1"))
     return fractions
@@ -31,9 +34,7 @@ def _dedup_key(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def split_records(
-    records: Sequence[Record], fractions: Sequence[float], *, seed: int = 0
-) -> List[List[Record]]:
+def split_records(records: Sequence[Record], fractions: Sequence[float], *, seed: int = 0) -> List[List[Record]]:
     """Split records at random into parts of the given sizes, stratified by label.
 
     Stratified: each label (exclusive data) or label combination (multi-label data;

@@ -1,5 +1,6 @@
 """Whether a document has text to classify, and how long it is, answered once for
 training, prediction and the data readers."""
+
 from typing import Any
 
 from spacy.attrs import IS_SPACE

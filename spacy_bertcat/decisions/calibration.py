@@ -40,6 +40,7 @@ classes: the top class's score against whether it is right (Guo et al.); Brier
 summed over classes; log loss of the gold class. Multi-label: every (document,
 label) score against its gold value; Brier and log loss per label, averaged.
 """
+
 import math
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -134,12 +135,18 @@ class Calibration:
     def quantile(self, alpha: Optional[float] = None) -> float:
         """RETURNS (float): The conformal quantile of `alpha` (default: the first)."""
         if not self.alphas:
-            raise ValueError(Errors.BC058.format(what="prediction sets", detail="it was calibrated without conformal alphas"))
+            raise ValueError(
+                Errors.BC058.format(what="prediction sets", detail="it was calibrated without conformal alphas")
+            )
         alpha = self.alphas[0] if alpha is None else alpha
         for a, q in zip(self.alphas, self.quantiles):
             if math.isclose(a, alpha):
                 return q
-        raise ValueError(Errors.BC058.format(what=f"prediction sets at alpha={alpha}", detail=f"it was calibrated for alpha {self.alphas}"))
+        raise ValueError(
+            Errors.BC058.format(
+                what=f"prediction sets at alpha={alpha}", detail=f"it was calibrated for alpha {self.alphas}"
+            )
+        )
 
     def prediction_sets(self, raw_scores: numpy.ndarray, alpha: Optional[float] = None) -> numpy.ndarray:
         """RETURNS (numpy.ndarray): Boolean (docs, labels): each document's
@@ -208,7 +215,7 @@ def fit_platt(
     n_neg = ((1 - gold) * known).sum(axis=0)
     own = (n_pos >= min_support) & (n_neg >= min_support)
     slopes, intercepts = numpy.ones(len(labels)), numpy.zeros(len(labels))
-    columns = [[j] for j in numpy.flatnonzero(own)]
+    columns: List[List[Any]] = [[j] for j in numpy.flatnonzero(own)]
     pooled = [j for j in range(len(labels)) if not own[j]]
     if pooled and n_pos[pooled].sum() >= min_support and n_neg[pooled].sum() >= min_support:
         columns.append(pooled)
@@ -217,8 +224,12 @@ def fit_platt(
         if a > 0:
             slopes[group], intercepts[group] = a, b
     identity = [labels[j] for j in range(len(labels)) if slopes[j] == 1.0 and intercepts[j] == 0.0]
-    return {"slopes": slopes.tolist(), "intercepts": intercepts.tolist(),
-            "pooled": [labels[j] for j in pooled], "identity": identity}
+    return {
+        "slopes": slopes.tolist(),
+        "intercepts": intercepts.tolist(),
+        "pooled": [labels[j] for j in pooled],
+        "identity": identity,
+    }
 
 
 def _fit_platt_groups(logits, gold, known, columns: List[List[int]]) -> List[tuple]:
@@ -268,8 +279,10 @@ def conformal_quantiles(raw_scores: numpy.ndarray, gold_index: numpy.ndarray, al
             raise ValueError(Errors.BC042.format(setting="alpha", value=alpha, detail="it must lie between 0 and 1"))
         k = math.ceil((n + 1) * (1 - alpha))
         if k > n:
-            detail = (f"a guarantee at alpha={alpha} needs at least {math.ceil(1 / alpha) - 1} held-out documents, "
-                      f"and there are {n}")
+            detail = (
+                f"a guarantee at alpha={alpha} needs at least {math.ceil(1 / alpha) - 1} held-out documents, "
+                f"and there are {n}"
+            )
             raise ValueError(Errors.BC057.format(detail=detail))
         quantiles.append(float(s[k - 1]))
     return quantiles
@@ -283,8 +296,9 @@ def prediction_sets(raw_scores: numpy.ndarray, quantile: float) -> numpy.ndarray
 # Metrics
 
 
-def conformal_report(calibration: "Calibration", gold: numpy.ndarray, raw_scores: numpy.ndarray,
-                     mask: Optional[numpy.ndarray] = None) -> Dict[str, Dict[str, Any]]:
+def conformal_report(
+    calibration: "Calibration", gold: numpy.ndarray, raw_scores: numpy.ndarray, mask: Optional[numpy.ndarray] = None
+) -> Dict[str, Dict[str, Any]]:
     """Empirical coverage and set sizes of the calibration's prediction sets.
 
     RETURNS (Dict[str, Dict[str, Any]]): Per alpha (as a string): "target" (1 -
@@ -315,8 +329,15 @@ def conformal_report(calibration: "Calibration", gold: numpy.ndarray, raw_scores
 
 
 def fit_calibration(
-    labels: Sequence[str], logits: numpy.ndarray, gold: numpy.ndarray, mask: numpy.ndarray, *, exclusive: bool,
-    name: str, alphas: Sequence[float] = (0.1, 0.05), min_support: int = 5,
+    labels: Sequence[str],
+    logits: numpy.ndarray,
+    gold: numpy.ndarray,
+    mask: numpy.ndarray,
+    *,
+    exclusive: bool,
+    name: str,
+    alphas: Sequence[float] = (0.1, 0.05),
+    min_support: int = 5,
 ) -> Calibration:
     """Fit a calibration on held-out logits and gold values (see the module doc).
 
@@ -349,17 +370,28 @@ def fit_calibration(
         raw = _softmax(logits)
         temperature = fit_temperature(logits, gold_index)
         quantiles = conformal_quantiles(raw, gold_index, alphas) if alphas else []
-        calibration = Calibration("temperature", labels, temperature=temperature, n_docs=n,
-                                  alphas=[float(a) for a in alphas], quantiles=quantiles)
+        calibration = Calibration(
+            "temperature",
+            labels,
+            temperature=temperature,
+            n_docs=n,
+            alphas=[float(a) for a in alphas],
+            quantiles=quantiles,
+        )
     else:
         raw = _sigmoid(logits)
         fit = fit_platt(logits, gold, mask, labels, min_support)
-        calibration = Calibration("platt", labels, slopes=fit["slopes"], intercepts=fit["intercepts"],
-                                  pooled=fit["pooled"], n_docs=n)
+        calibration = Calibration(
+            "platt", labels, slopes=fit["slopes"], intercepts=fit["intercepts"], pooled=fit["pooled"], n_docs=n
+        )
     after = calibration.apply(numpy, logits)
     calibrated = _softmax(after) if exclusive else _sigmoid(after)
     calibration.fitted = {
-        stage: {k: v for k, v in calibration_metrics(gold, scores, exclusive=exclusive, mask=mask).items() if "bins" not in k}
+        stage: {
+            k: v
+            for k, v in calibration_metrics(gold, scores, exclusive=exclusive, mask=mask).items()
+            if "bins" not in k
+        }
         for stage, scores in (("before", raw), ("after", calibrated))
     }
     return calibration

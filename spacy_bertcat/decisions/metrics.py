@@ -3,6 +3,7 @@ calibration and the evaluation report: precision / recall / F1, ROC AUC, the
 precision-recall curve, the F1-optimal threshold of a label, and calibration error
 (ECE over equal-width and equal-mass bins, its noise floor, Brier score, log loss).
 """
+
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy
@@ -97,7 +98,11 @@ N_BINS = 15
 
 
 def calibration_metrics(
-    gold: numpy.ndarray, scores: numpy.ndarray, *, exclusive: bool, mask: Optional[numpy.ndarray] = None,
+    gold: numpy.ndarray,
+    scores: numpy.ndarray,
+    *,
+    exclusive: bool,
+    mask: Optional[numpy.ndarray] = None,
     n_bins: int = N_BINS,
 ) -> Dict[str, Any]:
     """How well scores are calibrated.
@@ -183,7 +188,9 @@ def _bins(confidence: numpy.ndarray, correct: numpy.ndarray, edges: numpy.ndarra
         conf = numpy.bincount(index, weights=confidence, minlength=len(edges) - 1) / count
         acc = numpy.bincount(index, weights=correct, minlength=len(edges) - 1) / count
     return {
-        "lower": edges[:-1].tolist(), "upper": edges[1:].tolist(), "count": count.tolist(),
+        "lower": edges[:-1].tolist(),
+        "upper": edges[1:].tolist(),
+        "count": count.tolist(),
         "confidence": [None if c == 0 else float(v) for c, v in zip(count, conf)],
         "accuracy": [None if c == 0 else float(v) for c, v in zip(count, acc)],
     }

@@ -22,19 +22,19 @@ categorization (SIGIR 2001), used here only as a cap on the pooled value.
 carries thresholds that fit the data; `spacy-bertcat find-thresholds` does the same
 on data the user names.
 """
+
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Collection, Dict, List, Optional, Sequence
 
 import numpy
 
 from .metrics import best_f1_threshold
 
-
 # How reports mark a threshold by its source (see threshold_source).
 SOURCE_MARKERS = {"own": "", "global": " (global)", "prevalence": " (prevalence)"}
 
 
-def threshold_source(label: str, fallback: Sequence[str], by_prevalence: Sequence[str]) -> str:
+def threshold_source(label: str, fallback: Collection[str], by_prevalence: Collection[str]) -> str:
     """RETURNS (str): Where a label's tuned threshold comes from: "own" (its F1
     optimum), "global" (too rare: the pooled value) or "prevalence" (too rare, and
     lowered to its training prevalence's)."""

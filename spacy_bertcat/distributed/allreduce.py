@@ -24,6 +24,7 @@ A failed collective (a worker died, or stopped answering within the process
 group's timeout) raises ``WorkerLost`` (BC068) before the step: the weights stay
 those of the last complete step.
 """
+
 import time
 import zlib
 from typing import Dict, List, Optional, Sequence
@@ -120,8 +121,11 @@ class GradientAllReduce:
 
         sync = self.sync
         has_grad = [p.grad is not None for p in params]
-        header = torch.tensor([float(local_docs), float(sync.fingerprint)] + [float(h) for h in has_grad],
-                              dtype=torch.float64, device=sync.device)
+        header = torch.tensor(
+            [float(local_docs), float(sync.fingerprint)] + [float(h) for h in has_grad],
+            dtype=torch.float64,
+            device=sync.device,
+        )
         sync.run("the step's header", dist.all_reduce, header)
         header = header.cpu()
         total_docs, fingerprints = float(header[0]), float(header[1])
@@ -134,7 +138,9 @@ class GradientAllReduce:
             if not mine:
                 param.grad = torch.zeros_like(param)
             elif grad_scale != 1.0:
+                assert param.grad is not None
                 param.grad.mul_(grad_scale)
+            assert param.grad is not None
             grads.append(param.grad)
         self._all_reduce(grads)
         return total_docs

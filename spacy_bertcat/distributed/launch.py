@@ -10,6 +10,7 @@ No restarts (``max_restarts=0``): when a worker fails, the launcher stops the
 others (SIGTERM, then SIGKILL after its shutdown timeout) and reports the first
 failure, which `launch_local` turns into one coded message.
 """
+
 import os
 import signal
 import sys
@@ -22,7 +23,6 @@ import torch
 
 from ..errors import Errors
 from .allreduce import StepSync
-
 
 # The exit status of a worker that stopped because another did (BC068): the
 # launcher reports the worker that failed for its own reason.
@@ -62,10 +62,13 @@ def check_gpus(workers_here: int) -> None:
     """RAISES LaunchError (BC071): If this machine has fewer GPUs than workers."""
     available = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if available < workers_here:
-        raise LaunchError(Errors.BC071.format(
-            detail=f"{workers_here} GPU worker(s) on this machine need as many GPUs, and torch sees {available} "
-                   "(one GPU per worker, picked by its local rank; check CUDA_VISIBLE_DEVICES, or train on the CPU "
-                   "with --gpu-id -1)"))
+        raise LaunchError(
+            Errors.BC071.format(
+                detail=f"{workers_here} GPU worker(s) on this machine need as many GPUs, and torch sees {available} "
+                "(one GPU per worker, picked by its local rank; check CUDA_VISIBLE_DEVICES, or train on the CPU "
+                "with --gpu-id -1)"
+            )
+        )
 
 
 def init_worker(env: WorkerEnv, use_gpu: bool, timeout: float) -> StepSync:
@@ -90,7 +93,7 @@ def init_worker(env: WorkerEnv, use_gpu: bool, timeout: float) -> StepSync:
     dist.init_process_group(
         "nccl" if use_gpu else "gloo",
         timeout=timedelta(seconds=timeout),
-        **({"device_id": device} if use_gpu else {}),
+        **({"device_id": device} if use_gpu else {}),  # type: ignore[arg-type]
     )
     return StepSync(dist.get_rank(), dist.get_world_size(), device)
 
@@ -122,17 +125,28 @@ def launch_local(workers: int, args: List[str], use_gpu: bool) -> None:
     # torchrun's rule: N workers share the cores (it sets 1 thread; here the share).
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
     config = LaunchConfig(
-        min_nodes=1, max_nodes=1, nproc_per_node=workers, run_id=str(uuid.uuid4()),
-        rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1,
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=workers,
+        run_id=str(uuid.uuid4()),
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+        monitor_interval=0.1,
     )
     try:
         elastic_launch(config, sys.executable)("-m", "spacy_bertcat", "train", *args)
     except ChildFailedError as e:
         rank, failure = root_cause(e.failures)
         how = f"signal {failure.signal_name()}" if failure.exitcode < 0 else f"exit code {failure.exitcode}"
-        raise LaunchError(Errors.BC078.format(
-            rank=rank, pid=failure.pid, how=how, printed="Its error is printed above. " if failure.exitcode > 0 else "",
-        )) from e
+        raise LaunchError(
+            Errors.BC078.format(
+                rank=rank,
+                pid=failure.pid,
+                how=how,
+                printed="Its error is printed above. " if failure.exitcode > 0 else "",
+            )
+        ) from e
 
 
 def root_cause(failures: Dict[int, Any]) -> Tuple[int, Any]:
@@ -142,6 +156,7 @@ def root_cause(failures: Dict[int, Any]) -> Tuple[int, Any]:
     because another stopped), else the earliest (the launcher's timestamps have a
     resolution of one second, so a worker that stopped because another did can
     tie with the cause)."""
+
     def rank_key(item):
         rank, failure = item
         stopped = failure.exitcode == -signal.SIGTERM  # most likely the launcher's own stop
@@ -155,14 +170,15 @@ def run_worker(env: WorkerEnv, config_path, output_path, *, overrides, use_gpu: 
 
     RETURNS (Tuple[Language, List[GradientAllReduce]]): See loop.train_worker.
     """
-    from .loop import train_worker
-
     import torch.distributed as dist
+
+    from .loop import train_worker
 
     sync = init_worker(env, use_gpu, timeout)
     try:
-        result = train_worker(config_path, output_path, overrides=overrides, sync=sync,
-                              use_gpu=env.local_rank if use_gpu else -1)
+        result = train_worker(
+            config_path, output_path, overrides=overrides, sync=sync, use_gpu=env.local_rank if use_gpu else -1
+        )
         # Leave together: a worker closing its connections while worker 0 still
         # saves model-last makes gloo abort the process.
         sync.run("the final barrier", dist.barrier)

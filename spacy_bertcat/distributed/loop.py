@@ -25,13 +25,14 @@ Components the reducer does not cover (a trainable spaCy component that is not
 bertcat: tok2vec, textcat, ner...) are refused before training (BC067): put them
 in [training.frozen_components] or train them separately.
 """
+
 import contextlib
 import hashlib
 import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, cast
 
 import torch
 from spacy.language import Language
@@ -44,6 +45,7 @@ from .allreduce import GradientAllReduce, StepSync, WorkerLost
 
 class SameOnEveryWorker(ValueError):
     """A bad setting every worker finds alike (worker 0 reports it)."""
+
 
 Batches = Iterable[Tuple[int, List[Example]]]
 
@@ -107,8 +109,14 @@ def shared_evaluation(evaluate: Callable[[], Tuple[float, Dict[str, Any]]], sync
             raise error
         status, result = payload[0]
         if status != "ok":
-            raise WorkerLost(Errors.BC068.format(rank=sync.rank, what="the evaluation", step=sync.step,
-                                                 detail=f"worker 0 failed to evaluate ({result})"))
+            raise WorkerLost(
+                Errors.BC068.format(
+                    rank=sync.rank,
+                    what="the evaluation",
+                    step=sync.step,
+                    detail=f"worker 0 failed to evaluate ({result})",
+                )
+            )
         return result
 
     return evaluate_once
@@ -119,9 +127,12 @@ def check_pipeline(nlp: Language, frozen: Iterable[str]) -> None:
     keep in sync."""
     frozen = set(frozen)
     others = [
-        name for name, proc in nlp.pipeline
-        if name not in frozen and getattr(proc, "is_trainable", False)
-        and getattr(proc, "model", None) not in (True, False, None) and not is_bertcat(proc)
+        name
+        for name, proc in nlp.pipeline
+        if name not in frozen
+        and getattr(proc, "is_trainable", False)
+        and getattr(proc, "model", None) not in (True, False, None)
+        and not is_bertcat(proc)
     ]
     if others:
         raise SameOnEveryWorker(Errors.BC067.format(names=", ".join(others)))
@@ -158,7 +169,7 @@ def install(nlp: Language, sync: StepSync) -> List[GradientAllReduce]:
     for _, proc in nlp.pipeline:  # enabled components only
         if not is_bertcat(proc):
             continue
-        shim = get_shim(proc.model)
+        shim = get_shim(cast(Any, proc).model)
         shim.refuse_training()
         if shim.model is None:
             continue
@@ -239,8 +250,12 @@ def train_worker(
             config = util.load_config(config_path, overrides=overrides, interpolate=False)
         check_same_config(config, sync)
         if config["training"].get("seed") is None:
-            raise SameOnEveryWorker(Errors.BC071.format(detail="[training] seed is null: every worker must shuffle "
-                                                        "the corpus with the same seed; set `--training.seed 0` (or any number)"))
+            raise SameOnEveryWorker(
+                Errors.BC071.format(
+                    detail="[training] seed is null: every worker must shuffle "
+                    "the corpus with the same seed; set `--training.seed 0` (or any number)"
+                )
+            )
         if not leader:
             # One logger (worker 0's): a wandb/MLflow logger on every worker would open N runs.
             config["training"]["logger"] = {"@loggers": "spacy.ConsoleLogger.v1", "progress_bar": False}

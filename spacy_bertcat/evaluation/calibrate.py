@@ -1,5 +1,6 @@
 """Fitting a bertcat component's calibration on held-out data (the library behind
 `spacy-bertcat calibrate`); the calibrators themselves are decisions/calibration.py."""
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -25,8 +26,15 @@ class CalibrationResult:
     notes: List[str] = field(default_factory=list)
 
 
-def calibrate_pipe(pipe: Any, docs: Sequence[Any], gold: numpy.ndarray, mask: numpy.ndarray, *,
-                   alphas: Sequence[float] = (0.1, 0.05), min_support: Optional[int] = None) -> CalibrationResult:
+def calibrate_pipe(
+    pipe: Any,
+    docs: Sequence[Any],
+    gold: numpy.ndarray,
+    mask: numpy.ndarray,
+    *,
+    alphas: Sequence[float] = (0.1, 0.05),
+    min_support: Optional[int] = None,
+) -> CalibrationResult:
     """Fit a bertcat component's calibration on held-out docs and store it in the
     component (`pipe.set_calibration`; saved with the pipeline). Multi-label
     thresholds are mapped through the calibration, so decisions are unchanged.
@@ -40,8 +48,16 @@ def calibrate_pipe(pipe: Any, docs: Sequence[Any], gold: numpy.ndarray, mask: nu
     mask = numpy.asarray(mask, dtype="f") * content[:, None]
     thresholds_before = dict(pipe.uncalibrated_thresholds)
     min_support = min_support or pipe.cfg.get("threshold_min_support") or 5
-    calibration = fit_calibration(pipe.labels, logits, gold, mask, exclusive=pipe.exclusive, name=pipe.name,
-                                  alphas=alphas if pipe.exclusive else (), min_support=min_support)
+    calibration = fit_calibration(
+        pipe.labels,
+        logits,
+        gold,
+        mask,
+        exclusive=pipe.exclusive,
+        name=pipe.name,
+        alphas=alphas if pipe.exclusive else (),
+        min_support=min_support,
+    )
     pipe.set_calibration(calibration)
     return CalibrationResult(calibration, thresholds_before)
 
@@ -51,7 +67,7 @@ def calibrate(
     data_path: Path,
     *,
     component: Optional[str] = None,
-    alphas: List[float] = (0.1, 0.05),
+    alphas: Sequence[float] = (0.1, 0.05),
     min_support: Optional[int] = None,
     text_field: str = "text",
     label_field: Optional[str] = None,
@@ -66,15 +82,26 @@ def calibrate(
     if not hasattr(classifier.pipe, "set_calibration"):
         raise ValueError(Errors.BC059.format(name=classifier.name, factory=classifier.factory))
     docs = read_labelled_docs(
-        data_path, nlp, labels=classifier.labels, text_field=text_field, label_field=label_field,
-        labels_sep=labels_sep, exclusive=True if classifier.exclusive else None,
+        data_path,
+        nlp,
+        labels=classifier.labels,
+        text_field=text_field,
+        label_field=label_field,
+        labels_sep=labels_sep,
+        exclusive=True if classifier.exclusive else None,
     )
     gold, mask = gold_matrix(docs, classifier.labels)
     if not mask.any():
         raise ValueError(Errors.BC040.format(path=data_path, labels=classifier.labels, task="calibrate"))
     result = calibrate_pipe(classifier.pipe, docs, gold, mask, alphas=list(alphas), min_support=min_support)
     nlp.meta.setdefault("bertcat_calibration", {})[classifier.name] = {
-        "method": result.calibration.method, "data": str(data_path), "n_docs": result.calibration.n_docs,
+        "method": result.calibration.method,
+        "data": str(data_path),
+        "n_docs": result.calibration.n_docs,
         "fitted": result.calibration.fitted,
     }
-    return {"component": classifier.name, "calibration": result.calibration, "thresholds_before": result.thresholds_before}
+    return {
+        "component": classifier.name,
+        "calibration": result.calibration,
+        "thresholds_before": result.thresholds_before,
+    }

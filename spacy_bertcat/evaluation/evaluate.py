@@ -1,8 +1,9 @@
 """The evaluation report of a pipeline's text classifier on gold data (the library
 behind `spacy-bertcat evaluate`): predict, compute the report (report.py), and
 write it as markdown + JSON + PNG pictures."""
+
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional, cast
 
 import numpy
 import srsly
@@ -38,12 +39,19 @@ def evaluate(
     """
     classifier = Classifier(nlp, component)
     gold_docs = read_labelled_docs(
-        data_path, nlp, labels=classifier.labels, text_field=text_field, label_field=label_field,
-        labels_sep=labels_sep, exclusive=True if classifier.exclusive else None,
+        data_path,
+        nlp,
+        labels=classifier.labels,
+        text_field=text_field,
+        label_field=label_field,
+        labels_sep=labels_sep,
+        exclusive=True if classifier.exclusive else None,
     )
     unknown = sorted({k for doc in gold_docs for k in doc.cats} - set(classifier.labels))
     if unknown:
-        raise ValueError(Errors.BC035.format(path=data_path, unknown=unknown, name=classifier.name, labels=classifier.labels))
+        raise ValueError(
+            Errors.BC035.format(path=data_path, unknown=unknown, name=classifier.name, labels=classifier.labels)
+        )
     gold, mask = gold_matrix(gold_docs, classifier.labels)
     if not mask.any():
         raise ValueError(Errors.BC040.format(path=data_path, labels=classifier.labels, task="evaluate"))
@@ -54,18 +62,29 @@ def evaluate(
     calibration = classifier.pipe.decisions.calibration if classifier.is_bertcat else None
     raw = None
     if calibration is not None:
-        raw = numpy.asarray([[uncalibrated_cats(doc, classifier.name)[label] for label in classifier.labels]
-                             for doc in pred_docs], dtype="f").reshape(scores.shape)
+        raw = numpy.asarray(
+            [[uncalibrated_cats(doc, classifier.name)[label] for label in classifier.labels] for doc in pred_docs],
+            dtype="f",
+        ).reshape(scores.shape)
     ids = [doc.user_data.get(META_KEY, {}).get("id", i) for i, doc in enumerate(gold_docs)]
     report = compute_report(
-        classifier.labels, gold, scores, exclusive=classifier.exclusive, mask=mask,
-        thresholds=classifier.thresholds, texts=texts, ids=ids, n_errors=n_errors, uncalibrated_scores=raw,
+        classifier.labels,
+        gold,
+        scores,
+        exclusive=classifier.exclusive,
+        mask=mask,
+        thresholds=classifier.thresholds,
+        texts=texts,
+        ids=ids,
+        n_errors=n_errors,
+        uncalibrated_scores=raw,
     )
     if calibration is not None:
-        report["calibration"].update(method=calibration.method, description=calibration.describe(),
-                                     fitted=calibration.fitted)
+        report["calibration"].update(
+            method=calibration.method, description=calibration.describe(), fitted=calibration.fitted
+        )
         if calibration.alphas:
-            report["conformal"] = conformal_report(calibration, gold, raw, mask)
+            report["conformal"] = conformal_report(calibration, gold, cast(numpy.ndarray, raw), mask)
     examples = [Example(pred, ref) for pred, ref in zip(pred_docs, gold_docs)]
     report["spacy_scores"] = classifier.pipe.score(examples)
     report["component"] = classifier.name

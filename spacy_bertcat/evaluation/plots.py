@@ -5,6 +5,7 @@ matplotlib is optional (`pip install "spacy-bertcat[report]"`) and imported only
 here, when a picture is drawn. Figures are rendered with the Agg canvas directly, so
 pyplot's global state and the user's backend are left alone.
 """
+
 import math
 from pathlib import Path
 from typing import Any, Dict, List, Tuple, Union
@@ -134,11 +135,18 @@ def pr_figure(report: Dict[str, Any]) -> Any:
         ax = figure.add_subplot(rows, cols, k + 1)
         if curve["recall"]:
             # Step plot from recall 0, as precision is defined at each threshold.
-            (line,) = ax.step([0.0] + curve["recall"], [curve["precision"][0]] + curve["precision"], where="post", color="C0")
+            (line,) = ax.step(
+                [0.0] + curve["recall"], [curve["precision"][0]] + curve["precision"], where="post", color="C0"
+            )
             chance = ax.axhline(stats["support"] / n_docs, color="0.5", linestyle="--", linewidth=1)
             (point,) = ax.plot([stats["r"]], [stats["p"]], "o", color="C3", clip_on=False, zorder=5)
-            handles.update({"precision-recall curve": line, "operating point (decision threshold)": point,
-                            "chance (prevalence)": chance})
+            handles.update(
+                {
+                    "precision-recall curve": line,
+                    "operating point (decision threshold)": point,
+                    "chance (prevalence)": chance,
+                }
+            )
             ap = curve["average_precision"]
             ax.set_title(f"{label}\nAP {ap:.3f}, support {stats['support']}", fontsize=10)
         else:
@@ -149,7 +157,9 @@ def pr_figure(report: Dict[str, Any]) -> Any:
         ax.set_ylabel("precision")
         ax.grid(alpha=0.3)
     if handles:
-        figure.legend(list(handles.values()), list(handles), loc="outside upper center", ncols=3, fontsize=9, frameon=False)
+        figure.legend(
+            list(handles.values()), list(handles), loc="outside upper center", ncols=3, fontsize=9, frameon=False
+        )
     return figure
 
 
@@ -187,8 +197,16 @@ def reliability_figure(report: Dict[str, Any]) -> Any:
         confidence = numpy.asarray([numpy.nan if c is None else c for c in bins["confidence"]])
         ece = metrics["ece"]
         label = f"{name} (ECE {100 * ece:.2f})" if ece is not None else name
-        top.bar(left, numpy.nan_to_num(accuracy), width=width, align="edge", color=color, alpha=0.75,
-                edgecolor="white", label=label)
+        top.bar(
+            left,
+            numpy.nan_to_num(accuracy),
+            width=width,
+            align="edge",
+            color=color,
+            alpha=0.75,
+            edgecolor="white",
+            label=label,
+        )
         top.plot(confidence, accuracy, "o", color=color, markersize=3, markeredgecolor="black", markeredgewidth=0.4)
         bottom.bar(left, bins["count"], width=width, align="edge", color=color, alpha=0.75, edgecolor="white")
     exclusive = report["exclusive"]
@@ -199,11 +217,11 @@ def reliability_figure(report: Dict[str, Any]) -> Any:
     top.legend(loc="upper left", fontsize=9)
     n = calibration["scores"]["n"]
     what = "top-class confidence" if exclusive else "label scores"
-    top.set_title(f"Reliability ({what}, {n} predictions)\nbars: accuracy per bin, dots at the bin's mean confidence",
-                  fontsize=10)
+    top.set_title(
+        f"Reliability ({what}, {n} predictions)\nbars: accuracy per bin, dots at the bin's mean confidence", fontsize=10
+    )
     bottom.set_yscale("symlog", linthresh=10)
     bottom.set_ylabel("predictions")
     bottom.set_xlabel("confidence (score of the top class)" if exclusive else "score")
     bottom.grid(alpha=0.3)
     return figure
-

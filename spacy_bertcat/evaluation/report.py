@@ -11,6 +11,7 @@ where it is defined (both classes present) rather than counting the others as 0,
 documents with no gold annotation are left out. Pictures are drawn by plots.py,
 markdown is written by markdown.py.
 """
+
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy
@@ -97,10 +98,11 @@ def compute_report(
     gold = numpy.asarray(gold, dtype="f")
     scores = numpy.asarray(scores, dtype="f")
     mask = numpy.ones_like(gold) if mask is None else numpy.asarray(mask, dtype="f")
-    calibration = {
+    calibration: Dict[str, Any] = {
         "scores": calibration_metrics(gold, scores, exclusive=exclusive, mask=mask),
-        "uncalibrated": None if uncalibrated_scores is None else calibration_metrics(
-            gold, numpy.asarray(uncalibrated_scores, dtype="f"), exclusive=exclusive, mask=mask),
+        "uncalibrated": None
+        if uncalibrated_scores is None
+        else calibration_metrics(gold, numpy.asarray(uncalibrated_scores, dtype="f"), exclusive=exclusive, mask=mask),
     }
     thresholds = {label: (thresholds or {}).get(label, 0.5) for label in labels} if not exclusive else None
     if exclusive:
@@ -128,7 +130,9 @@ def compute_report(
         curve = pr_curve(scores[rows, j], gold[rows, j])
         curves[label] = _downsample(curve)
         per_label[label] = {
-            "p": p, "r": r, "f": f,
+            "p": p,
+            "r": r,
+            "f": f,
             "support": int(gold[rows, j].sum()),
             "n_predicted": int(tp[j] + fp[j]),
             "auc": roc_auc(scores[rows, j], gold[rows, j]),
@@ -144,7 +148,9 @@ def compute_report(
     summary = {
         "n_docs": int(len(gold)),
         "accuracy": float(exact.sum() / max(complete.sum(), 1)),
-        "micro_p": micro[0], "micro_r": micro[1], "micro_f": micro[2],
+        "micro_p": micro[0],
+        "micro_r": micro[1],
+        "micro_f": micro[2],
         "macro_p": sum(v["p"] for v in per_label.values()) / n_labels,
         "macro_r": sum(v["r"] for v in per_label.values()) / n_labels,
         "macro_f": sum(v["f"] for v in per_label.values()) / n_labels,
@@ -199,22 +205,33 @@ def _confident_errors(
         if exclusive:
             g, p = int(gold[row].argmax()), int(scores[row].argmax())
             if g != p:
-                errors.append({
-                    **base, "gold": labels[g], "predicted": labels[p],
-                    "score": float(scores[row, p]), "gold_score": float(scores[row, g]),
-                    "confidence": float(scores[row, p]),
-                })
+                errors.append(
+                    {
+                        **base,
+                        "gold": labels[g],
+                        "predicted": labels[p],
+                        "score": float(scores[row, p]),
+                        "gold_score": float(scores[row, g]),
+                        "confidence": float(scores[row, p]),
+                    }
+                )
             continue
         predicted_labels = [labels[j] for j in range(len(labels)) if predicted[row, j] == 1]
         for j, label in enumerate(labels):
             if mask[row, j] == 0 or predicted[row, j] == gold[row, j]:
                 continue
             false_positive = predicted[row, j] == 1
-            errors.append({
-                **base, "label": label, "kind": "false positive" if false_positive else "false negative",
-                "score": float(scores[row, j]), "threshold": thresholds[label],
-                "gold": gold_labels, "predicted": predicted_labels,
-                "confidence": float(scores[row, j] if false_positive else 1.0 - scores[row, j]),
-            })
+            errors.append(
+                {
+                    **base,
+                    "label": label,
+                    "kind": "false positive" if false_positive else "false negative",
+                    "score": float(scores[row, j]),
+                    "threshold": thresholds[label],
+                    "gold": gold_labels,
+                    "predicted": predicted_labels,
+                    "confidence": float(scores[row, j] if false_positive else 1.0 - scores[row, j]),
+                }
+            )
     errors.sort(key=lambda e: -e["confidence"])
     return errors[:n_errors]

@@ -1,6 +1,7 @@
 """Tuning a multi-label component's per-label thresholds on held-out data (the
 library behind `spacy-bertcat find-thresholds`); the tuning itself is
 decisions/thresholds.py, the state it sets components/decision_state.py."""
+
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, Optional
 
@@ -43,7 +44,12 @@ def find_thresholds(
         detail = "it has no per-label thresholds (set_thresholds); use a bertcat_multilabel component"
         raise ValueError(Errors.BC042.format(setting="--component", value=classifier.name, detail=detail))
     docs = read_labelled_docs(
-        data_path, nlp, labels=classifier.labels, text_field=text_field, label_field=label_field, labels_sep=labels_sep,
+        data_path,
+        nlp,
+        labels=classifier.labels,
+        text_field=text_field,
+        label_field=label_field,
+        labels_sep=labels_sep,
     )
     gold, mask = gold_matrix(docs, classifier.labels)
     if not mask.any():
@@ -51,11 +57,18 @@ def find_thresholds(
     wrap = (lambda stream: progress(stream, len(docs))) if progress is not None else None
     predicted = classify_texts(nlp, classifier.name, [doc.text for doc in docs], batch_size=batch_size, progress=wrap)
     scores = score_matrix(predicted, classifier.labels)
-    before = compute_report(classifier.labels, gold, scores, exclusive=False, mask=mask, thresholds=classifier.thresholds)
+    before = compute_report(
+        classifier.labels, gold, scores, exclusive=False, mask=mask, thresholds=classifier.thresholds
+    )
     decisions = classifier.pipe.decisions
     min_support = min_support or classifier.pipe.cfg.get("threshold_min_support") or 1
     tuned = tune_with_fallback(
-        classifier.labels, gold, scores, mask, min_support=min_support, default=decisions.threshold,
+        classifier.labels,
+        gold,
+        scores,
+        mask,
+        min_support=min_support,
+        default=decisions.threshold,
         prevalence=decisions.train_prevalence,
     )
     # Labels without positives keep their current threshold (a tuned one too).
@@ -73,8 +86,12 @@ def find_thresholds(
         "labels": {
             label: {
                 "before": classifier.thresholds[label],
-                "tuned": None if label in untuned else {
-                    "threshold": thresholds[label], "f": after["per_label"][label]["f"], "source": tuned.source(label),
+                "tuned": None
+                if label in untuned
+                else {
+                    "threshold": thresholds[label],
+                    "f": after["per_label"][label]["f"],
+                    "source": tuned.source(label),
                 },
                 "f_before": before["per_label"][label]["f"],
                 "support": before["per_label"][label]["support"],

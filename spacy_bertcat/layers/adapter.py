@@ -28,9 +28,10 @@ Saving (``save``):
   trained on. Point it at the base with ``spacy.load(path, config={"components.NAME.
   model.name": "/models/base"})``. Needs peft at load time.
 """
+
 import hashlib
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, cast
 
 import torch
 from spacy.util import registry
@@ -65,7 +66,7 @@ class LoraAdapter:
         """
         positions = encoder_map.positions()
         found = []
-        for path, module in model.hf_model.named_modules():
+        for path, module in cast(nn.Module, model.hf_model).named_modules():
             if isinstance(module, nn.Linear) and positions.get(f"hf_model.{path}.weight", ("",))[0] == LAYER:
                 found.append(path)
         if not self.target_modules:
@@ -73,16 +74,19 @@ class LoraAdapter:
         names = sorted({path.rsplit(".", 1)[-1] for path in found})
         unknown = [t for t in self.target_modules if not any(p == t or p.endswith("." + t) for p in found)]
         if unknown:
-            detail = (f"{unknown} match no linear projection of the {encoder_map.model_type} encoder's layers; "
-                      f"its projections are {names}")
+            detail = (
+                f"{unknown} match no linear projection of the {encoder_map.model_type} encoder's layers; "
+                f"its projections are {names}"
+            )
             raise SettingError(Errors.BC060.format(detail=detail), "model.adapter.target_modules")
         return [p for p in found if any(p == t or p.endswith("." + t) for t in self.target_modules)]
 
     def inject(self, hf_model: nn.Module, targets: List[str]) -> None:
         """Add LoRA layers (peft) to the target modules of the model, in place."""
         peft = _import_peft()
-        config = peft.LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
-                                 target_modules=targets, bias="none")
+        config = peft.LoraConfig(
+            r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=targets, bias="none"
+        )
         peft.inject_adapter_in_model(config, hf_model, adapter_name=ADAPTER_NAME)
 
 
@@ -108,7 +112,7 @@ def merged_state(model: nn.Module) -> Dict[str, torch.Tensor]:
     with torch.no_grad():
         for path, module in adapted_modules(model).items():
             weight = state.pop(f"{path}.base_layer.weight")
-            state[f"{path}.weight"] = weight + module.get_delta_weight(ADAPTER_NAME).to(weight.dtype)
+            state[f"{path}.weight"] = weight + cast(Any, module).get_delta_weight(ADAPTER_NAME).to(weight.dtype)
             if f"{path}.base_layer.bias" in state:
                 state[f"{path}.bias"] = state.pop(f"{path}.base_layer.bias")
     return {k: v.contiguous() for k, v in state.items() if not is_adapter_param(k)}
@@ -159,6 +163,7 @@ def configure_lora_v1(
         at load) or "adapter" (only adapter and head; the base is loaded from the
         model's name).
     """
+
     def invalid(setting: str, value: Any, detail: str) -> ValueError:
         return invalid_setting(setting, value, detail, "model", "adapter")
 
@@ -172,5 +177,10 @@ def configure_lora_v1(
         raise invalid("save", save, f"use one of {list(SAVE_MODES)}")
     if target_modules is not None and not target_modules:
         raise invalid("target_modules", target_modules, "name at least one projection, or null for all")
-    return LoraAdapter(r=r, alpha=float(alpha), dropout=float(dropout),
-                       target_modules=list(target_modules) if target_modules else None, save=save)
+    return LoraAdapter(
+        r=r,
+        alpha=float(alpha),
+        dropout=float(dropout),
+        target_modules=list(target_modules) if target_modules else None,
+        save=save,
+    )

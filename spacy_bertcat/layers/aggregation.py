@@ -5,6 +5,7 @@ their mean, their per-label max, or an attention-weighted mean whose weights a s
 network computes from each window's first-token hidden state. The attention scorer
 starts at zero, so a fresh attention aggregation equals the mean.
 """
+
 from typing import List, Optional
 
 import torch

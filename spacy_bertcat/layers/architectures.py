@@ -1,4 +1,5 @@
 """Registered model architectures (the ``[components.*.model]`` block)."""
+
 from typing import Any, Dict, List, Optional
 
 from spacy.tokens import Doc
@@ -73,11 +74,13 @@ def build_bert_classifier_v1(
         (spacy-bertcat.lora.v1, needs peft); null trains the encoder itself.
     nO (Optional[int]): Number of labels, set at initialize.
     """
+
     def invalid(setting: str, value: Any, detail: str) -> ValueError:
         return invalid_setting(setting, value, detail, "model")
 
     if freeze_layers < 0:
         raise invalid("freeze_layers", freeze_layers, "it must be 0 or more")
+    value: Any
     for setting, value in (("max_length", max_length), ("max_batch_wordpieces", max_batch_wordpieces)):
         if value < 8:
             raise invalid(setting, value, "it must be at least 8 wordpieces")
@@ -85,7 +88,9 @@ def build_bert_classifier_v1(
         if value <= 0:
             raise invalid(setting, value, "it must be positive")
     for setting, value in (
-        ("hidden_dropout", hidden_dropout), ("attention_dropout", attention_dropout), ("classifier_dropout", classifier_dropout)
+        ("hidden_dropout", hidden_dropout),
+        ("attention_dropout", attention_dropout),
+        ("classifier_dropout", classifier_dropout),
     ):
         if value is not None and not 0.0 <= value < 1.0:
             raise invalid(setting, value, "a dropout rate must be at least 0 and below 1")

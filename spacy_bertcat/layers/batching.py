@@ -6,6 +6,7 @@ differ little in length, so a batch of short texts runs as a few dense matrices 
 little padding, and a 100k-word document as many bounded ones. Each group is padded
 only to its own longest window (dynamic padding).
 """
+
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
@@ -98,11 +99,7 @@ def make_batches(
     RETURNS (Tuple[List[WindowBatch], List[int]]): The batches and the number of
         windows of each document.
     """
-    rows = [
-        window_ids(ids, window, tokenizer)
-        for ids, plan in zip(doc_ids, plans)
-        for window in plan.windows
-    ]
+    rows = [window_ids(ids, window, tokenizer) for ids, plan in zip(doc_ids, plans) for window in plan.windows]
     counts = [len(plan.windows) for plan in plans]
     batches = []
     for group in group_by_budget([len(r) for r in rows], budget, max_padding, min_padding):

@@ -12,6 +12,7 @@ Strategies are registered functions, chosen in the model block of the config:
 
 Window logits of a document are combined by its ``aggregation`` (see aggregation.py).
 """
+
 import random
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
@@ -61,9 +62,7 @@ class Chunker:
     def doc_windows(self, n: int, window: int, is_train: bool) -> DocWindows:
         raise NotImplementedError
 
-    def __call__(
-        self, lengths: Sequence[int], window: int, *, is_train: bool
-    ) -> List[DocWindows]:
+    def __call__(self, lengths: Sequence[int], window: int, *, is_train: bool) -> List[DocWindows]:
         """Plan the windows for documents of the given wordpiece counts.
 
         lengths (Sequence[int]): Wordpieces per document.
@@ -129,7 +128,9 @@ class SlidingWindowChunker(Chunker):
     ) -> None:
         if aggregation not in AGGREGATIONS:
             options = ", ".join(AGGREGATIONS)
-            raise config_error(Errors.BC015.format(value=aggregation, options=options), ["model", "chunking", "aggregation"])
+            raise config_error(
+                Errors.BC015.format(value=aggregation, options=options), ["model", "chunking", "aggregation"]
+            )
         for setting, value in (
             ("max_windows", max_windows),
             ("max_windows_predict", max_windows_predict),
@@ -182,7 +183,7 @@ class SlidingWindowChunker(Chunker):
             else:
                 keep = _evenly_spaced(len(starts), limit)
             starts = [starts[i] for i in keep]
-        windows = [((s, min(s + window, n)),) for s in starts]
+        windows: List[Window] = [((s, min(s + window, n)),) for s in starts]
         return DocWindows(windows, truncated=truncated)
 
 
@@ -229,6 +230,4 @@ def configure_sliding_window_v1(
         spaced when a document has more; null for all.
     seed (int): Seed of the training-window sampler.
     """
-    return SlidingWindowChunker(
-        stride, aggregation, max_windows, max_windows_predict, seed
-    )
+    return SlidingWindowChunker(stride, aggregation, max_windows, max_windows_predict, seed)

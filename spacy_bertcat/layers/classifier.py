@@ -6,8 +6,9 @@ export samples) -> the shim's torch model -> logits.
 init: load the pretrained model and tokenizer by name (the only place that may touch
 the network) and size the head from the labels.
 """
+
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, cast
 
 import torch
 from spacy.tokens import Doc
@@ -16,10 +17,11 @@ from thinc.types import Floats2d
 
 from ..errors import Errors, SettingError, Warnings
 from .adapter import LoraAdapter
-from .chunking import Chunker, DocWindows
 from .batching import MIN_PADDING, WindowBatch, make_batches
+from .chunking import Chunker, DocWindows
 from .hf_loading import load_pretrained_config, load_pretrained_model, load_tokenizer
 from .shim import BertCatShim
+from .tokenizer import WordpieceTokenizer
 from .torch_model import WindowClassifier
 
 # The max_length of a model whose tokenizer states none (transformers' sentinel).
@@ -89,7 +91,7 @@ def get_shim(model: Model) -> BertCatShim:
 
 
 def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[Floats2d, Callable]:
-    shim: BertCatShim = model.shims[0]
+    shim = cast(BertCatShim, model.shims[0])
     if shim.model is None:
         raise ValueError(Errors.BC017.format(name=model.attrs["name"]))
     if not docs:
@@ -97,7 +99,7 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[Floats2d, Ca
     batches, counts, plans = plan_batches(model, [doc.text for doc in docs], is_train)
     model.attrs["truncation"].record(plans, is_train)
     if not is_train:
-        return torch2xp(shim.predict(batches, counts)), lambda d_logits: []
+        return cast(Floats2d, torch2xp(shim.predict(batches, counts))), lambda d_logits: []
     recompute = sum(batch.n_wordpieces for batch in batches) > model.attrs["max_batch_wordpieces"]
     logits, backprop_torch = shim.begin_update(batches, counts, recompute=recompute)
 
@@ -105,7 +107,7 @@ def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[Floats2d, Ca
         backprop_torch(xp2torch(d_logits, device=shim.device))
         return []
 
-    return torch2xp(logits.detach()), backprop
+    return cast(Floats2d, torch2xp(logits.detach())), backprop
 
 
 def plan_batches(
@@ -127,19 +129,23 @@ def plan_batches(
     RETURNS (Tuple[List[WindowBatch], List[int], List[DocWindows]]): The batches,
         the number of windows of each text, and each text's plan.
     """
-    shim: BertCatShim = model.shims[0]
+    shim = cast(BertCatShim, model.shims[0])
     doc_ids = shim.tokenizer.encode(texts)  # type: ignore[union-attr]
     chunking: Chunker = model.attrs["chunking"]
     plans = chunking([len(ids) for ids in doc_ids], model.attrs["window"], is_train=is_train)
     batches, counts = make_batches(
-        doc_ids, plans, shim.tokenizer, model.attrs["max_batch_wordpieces"],
-        shim.device if device is None else device, min_padding=min_padding,
+        doc_ids,
+        plans,
+        cast(WordpieceTokenizer, shim.tokenizer),
+        model.attrs["max_batch_wordpieces"],
+        shim.device if device is None else device,
+        min_padding=min_padding,
     )
     return batches, counts, plans
 
 
 def init(model: Model, X: Optional[List[Doc]] = None, Y: Optional[Floats2d] = None) -> None:
-    shim: BertCatShim = model.shims[0]
+    shim = cast(BertCatShim, model.shims[0])
     if Y is not None:
         model.set_dim("nO", Y.shape[1], force=True)
     n_labels = model.get_dim("nO")
@@ -148,15 +154,11 @@ def init(model: Model, X: Optional[List[Doc]] = None, Y: Optional[Floats2d] = No
     config = load_pretrained_config(name, labels, model.attrs["dropout"])
     hf_model = load_pretrained_model(name, config, shim.cfg["attn_implementation"])
     tokenizer_name = model.attrs["tokenizer_name"] or name
-    tokenizer, tokenizer_limit = load_tokenizer(
-        tokenizer_name, model.attrs["tokenizer_config"], config.pad_token_id
-    )
+    tokenizer, tokenizer_limit = load_tokenizer(tokenizer_name, model.attrs["tokenizer_config"], config.pad_token_id)
     n_embed = hf_model.get_input_embeddings().num_embeddings
     if tokenizer.vocab_size > n_embed:
         raise SettingError(
-            Errors.BC016.format(
-                tokenizer=tokenizer_name, n_vocab=tokenizer.vocab_size, model=name, n_embed=n_embed
-            ),
+            Errors.BC016.format(tokenizer=tokenizer_name, n_vocab=tokenizer.vocab_size, model=name, n_embed=n_embed),
             "model.tokenizer_name",
         )
     shim.set_model(WindowClassifier(hf_model, model.attrs["chunking"].aggregation), tokenizer)

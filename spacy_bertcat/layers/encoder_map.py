@@ -27,9 +27,10 @@ called more than once. The same pass finds the position table and its offset
 (RoBERTa-style models start positions after the padding id), so the model's true
 position limit comes from the model itself.
 """
+
 import itertools
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, cast
 
 import torch
 from torch import nn
@@ -154,8 +155,8 @@ def build_encoder_map(model: nn.Module, hf_model: nn.Module, probe_id: int) -> E
     """
     from .hf_loading import quiet_transformers
 
-    base = hf_model.base_model
-    names = {}
+    base = cast(nn.Module, hf_model.base_model)
+    names: Dict[int, str] = {}
     for name, param in model.named_parameters():
         names.setdefault(id(param), name)
     module_names = {id(m): n for n, m in model.named_modules()}
@@ -182,7 +183,7 @@ def build_encoder_map(model: nn.Module, hf_model: nn.Module, probe_id: int) -> E
         with torch.no_grad(), quiet_transformers(), recorder:
             hf_model(input_ids=input_ids, attention_mask=attention_mask)
     except Exception as e:
-        model_type = hf_model.config.model_type
+        model_type = cast(Any, hf_model.config).model_type
         raise SettingError(Errors.BC050.format(model_type=model_type, reason=repr(e)[:300]), "model.name") from e
     finally:
         for hook in hooks:
@@ -192,7 +193,7 @@ def build_encoder_map(model: nn.Module, hf_model: nn.Module, probe_id: int) -> E
     starts = [(path, tick) for kind, path, tick in calls if kind == "start"]
     order = list(dict.fromkeys(path for path, _ in starts))
     modules = dict(candidates)
-    layer_of = {}
+    layer_of: Dict[str, int] = {}
     for i, path in enumerate(order):
         for name, _ in modules[path].named_parameters(prefix=path):
             layer_of.setdefault(name, i)
@@ -200,13 +201,14 @@ def build_encoder_map(model: nn.Module, hf_model: nn.Module, probe_id: int) -> E
     stack_parent = _list_owner(model, order[0]) if order else base_prefix
     first, last = (intervals[0][0], intervals[-1][1]) if intervals else (0, 0)
 
+    embeddings: List[str]
     embeddings, shared, head = [], [], []
     layers: List[List[str]] = [[] for _ in order]
     for name in dict.fromkeys(names.values()):
         if name in layer_of:
             layers[layer_of[name]].append(name)
             continue
-        if not name.startswith(base_prefix) or name[len(base_prefix):].startswith("pooler"):
+        if not name.startswith(base_prefix) or name[len(base_prefix) :].startswith("pooler"):
             head.append(name)
             continue
         tick = recorder.first_use.get(name)
@@ -230,7 +232,7 @@ def build_encoder_map(model: nn.Module, hf_model: nn.Module, probe_id: int) -> E
         limit = getattr(hf_model.config, "max_position_embeddings", None)
         limit = limit if isinstance(limit, int) and limit > 0 else None
     return EncoderMap(
-        model_type=hf_model.config.model_type,
+        model_type=cast(Any, hf_model.config).model_type,
         embeddings=tuple(embeddings),
         layers=tuple(tuple(names) for names in layers),
         shared=tuple(shared),

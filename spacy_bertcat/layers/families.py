@@ -5,6 +5,7 @@ model itself (encoder_map.py). What remains is configuration: the names each
 family's config gives its dropout rates, and the families the test matrix verifies
 (tests/test_families.py; docs/guides/families.md's table is generated from it).
 """
+
 import inspect
 import warnings
 from typing import Any, Dict, Optional, Tuple
@@ -14,11 +15,31 @@ from ..errors import Errors, SettingError, Warnings
 # The families tests/test_families.py trains, saves, loads and checks option by
 # option, under transformers 4.53 and 5 (the last group exists only in 5).
 TESTED_FAMILIES = (
-    "albert", "bert", "big_bird", "camembert", "convbert", "data2vec-text", "deberta",
-    "deberta-v2", "distilbert", "electra", "ernie", "funnel", "longformer",
-    "megatron-bert", "mobilebert", "modernbert", "mpnet", "roberta",
-    "roberta-prelayernorm", "xlm-roberta", "xlm-roberta-xl",
-    "eurobert", "gte", "jina_embeddings_v3", "nomic_bert",
+    "albert",
+    "bert",
+    "big_bird",
+    "camembert",
+    "convbert",
+    "data2vec-text",
+    "deberta",
+    "deberta-v2",
+    "distilbert",
+    "electra",
+    "ernie",
+    "funnel",
+    "longformer",
+    "megatron-bert",
+    "mobilebert",
+    "modernbert",
+    "mpnet",
+    "roberta",
+    "roberta-prelayernorm",
+    "xlm-roberta",
+    "xlm-roberta-xl",
+    "eurobert",
+    "gte",
+    "jina_embeddings_v3",
+    "nomic_bert",
 )
 
 DropoutNames = Dict[str, Tuple[str, ...]]
@@ -78,7 +99,9 @@ def apply_dropout(config: Any, dropout: Dict[str, Optional[float]]) -> None:
                 if setting == "classifier_dropout" and names["hidden_dropout"]
                 else ""
             )
-            raise SettingError(Errors.BC055.format(model_type=config.model_type, setting=setting, hint=hint), f"model.{setting}")
+            raise SettingError(
+                Errors.BC055.format(model_type=config.model_type, setting=setting, hint=hint), f"model.{setting}"
+            )
         for attr in names[setting]:
             setattr(config, attr, float(value))
 
@@ -95,7 +118,9 @@ def check_encoder_config(config: Any, name: str) -> None:
         reason = "it is not a bidirectional encoder (no masked-language-model form in transformers)"
     else:
         if model_type not in TESTED_FAMILIES:
-            warnings.warn(Warnings.BCW006.format(model=name, model_type=model_type, families=", ".join(TESTED_FAMILIES)))
+            warnings.warn(
+                Warnings.BCW006.format(model=name, model_type=model_type, families=", ".join(TESTED_FAMILIES))
+            )
         return
     raise SettingError(Errors.BC051.format(model=name, model_type=model_type, reason=reason), "model.name")
 
@@ -104,4 +129,6 @@ def check_encoder_model(hf_model: Any, name: str) -> None:
     """Refuse a classifier that cannot be told which wordpieces are padding."""
     if "attention_mask" not in inspect.signature(hf_model.forward).parameters:
         reason = "its forward pass takes no attention mask, so it would read the padding of short windows as text"
-        raise SettingError(Errors.BC051.format(model=name, model_type=hf_model.config.model_type, reason=reason), "model.name")
+        raise SettingError(
+            Errors.BC051.format(model=name, model_type=hf_model.config.model_type, reason=reason), "model.name"
+        )

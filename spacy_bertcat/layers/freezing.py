@@ -5,6 +5,7 @@ A frozen parameter gets no gradient, so the optimizer never touches it (no updat
 no weight decay) and autograd records nothing below the lowest trainable layer,
 which also saves the backward pass through the frozen layers.
 """
+
 from typing import Optional
 
 from torch import nn
@@ -33,16 +34,16 @@ def check_layer_options(
         if used:
             raise SettingError(
                 Errors.BC052.format(
-                    model_type=encoder_map.model_type, n_layers=encoder_map.n_layers,
-                    applications=encoder_map.applications, settings=", ".join(used),
+                    model_type=encoder_map.model_type,
+                    n_layers=encoder_map.n_layers,
+                    applications=encoder_map.applications,
+                    settings=", ".join(used),
                 ),
                 "model." + used[0] if not used[0].startswith("spacy-") else "training.before_update",
             )
     if freeze_layers > encoder_map.n_layers:
         raise SettingError(
-            Errors.BC053.format(
-                value=freeze_layers, model_type=encoder_map.model_type, n_layers=encoder_map.n_layers
-            ),
+            Errors.BC053.format(value=freeze_layers, model_type=encoder_map.model_type, n_layers=encoder_map.n_layers),
             "model.freeze_layers",
         )
 
@@ -74,13 +75,9 @@ def apply_freezing(
     for name, param in module.named_parameters():
         kind, index = positions[name]
         if kind in (EMBEDDINGS, SHARED):
-            trainable = not freeze_embeddings and (
-                trainable_top is None or trainable_top >= n_layers
-            )
+            trainable = not freeze_embeddings and (trainable_top is None or trainable_top >= n_layers)
         elif kind == LAYER:
-            trainable = index >= freeze_layers and (
-                trainable_top is None or index >= n_layers - trainable_top
-            )
+            trainable = index >= freeze_layers and (trainable_top is None or index >= n_layers - trainable_top)
         else:
             trainable = True
         if adapter_only and kind != HEAD:

@@ -1,5 +1,6 @@
 """Loading Hugging Face models and tokenizers: from a name at initialize, from a
 stored config on deserialization (no network, no pickle)."""
+
 import contextlib
 import copy
 import warnings
@@ -9,7 +10,6 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from ..errors import Errors, SettingError
 from .families import apply_dropout, check_encoder_config, check_encoder_model
 from .tokenizer import WordpieceTokenizer
-
 
 
 @contextlib.contextmanager
@@ -29,9 +29,7 @@ def quiet_transformers() -> Iterator[None]:
         hf_logging.enable_progress_bar()
 
 
-def load_pretrained_config(
-    name: str, labels: List[str], dropout: Dict[str, Optional[float]]
-) -> Any:
+def load_pretrained_config(name: str, labels: List[str], dropout: Dict[str, Optional[float]]) -> Any:
     """Load a model's config with the label mapping and dropout settings applied."""
     from transformers import AutoConfig
 

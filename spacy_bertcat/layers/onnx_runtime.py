@@ -10,6 +10,7 @@ ONNX Runtime is an optional dependency (``pip install "spacy-bertcat[onnx]"``):
 this module imports it only when a serving model is made (``import_onnxruntime``),
 so the core never needs it; an optimized pipeline needs it to load.
 """
+
 import os
 import threading
 import warnings
@@ -56,7 +57,7 @@ class OnnxWindowClassifier(WindowClassifier):
 
     def __init__(self, onnx_model: bytes, config: Dict[str, Any], aggregation: str, runtime: Dict[str, Any]) -> None:
         nn.Module.__init__(self)
-        self.hf_model = None
+        self.hf_model = None  # type: ignore[assignment]
         self.config = dict(config)
         self.onnx_model = onnx_model
         self.runtime = dict(runtime)
@@ -110,7 +111,11 @@ class OnnxWindowClassifier(WindowClassifier):
         if device.type != "cpu" and not self._warned_device:
             self._warned_device = True
             warnings.warn(Warnings.BCW015.format(device=device))
-        given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+        given: Dict[str, Any] = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "token_type_ids": token_type_ids,
+        }
         feeds = {name: given[name].detach().cpu().numpy() for name in self._input_names}
         outputs = session.run(None, feeds)
         logits = torch.from_numpy(outputs[0]).to(device)

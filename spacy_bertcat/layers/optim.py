@@ -24,9 +24,10 @@ same clipping, ``lr_scale`` and decay rules. (thinc 8.3's own RAdam ignores
 after the bias correction of the second moment, thinc before it, a difference
 that matters only while the second moment is near zero.)
 """
+
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, cast
 
 import torch
 from thinc.api import Optimizer, torch2xp, xp2torch
@@ -139,7 +140,6 @@ class OptimizerStep:
         self._torch: Optional[torch.optim.Optimizer] = None
         self._source: Optional[Optimizer] = None
 
-
     @property
     def params(self) -> List[torch.nn.Parameter]:
         return [p for group in self.groups for p in group.params]
@@ -148,7 +148,7 @@ class OptimizerStep:
         params = [p for p in self.params if p.grad is not None]
         if not params:
             return StepResult(0.0, False)
-        grads = [p.grad for p in params]
+        grads = cast(List[torch.Tensor], [p.grad for p in params])
         # One pass to measure, one to scale: the divisor and the clip coefficient
         # are applied together.
         grad_norm = float(torch.nn.utils.get_total_norm(grads, foreach=True)) / grad_divisor
@@ -165,7 +165,9 @@ class OptimizerStep:
         else:
             self._thinc_step(optimizer)
         if optimizer.averages is not None:
-            averages = optimizer.averages.setdefault(averages_key(self.key_id), ParameterAverages())
+            averages = cast(Dict[Any, ParameterAverages], optimizer.averages).setdefault(
+                averages_key(self.key_id), ParameterAverages()
+            )
             averages.update([(n, p) for g in self.groups for n, p in zip(g.names, g.params) if p.grad is not None])
         self.zero_grad()
         return StepResult(grad_norm, False)
@@ -177,10 +179,7 @@ class OptimizerStep:
     def _torch_step(self, optimizer: Optimizer) -> None:
         if self._torch is None or self._source is not optimizer:
             cls, kwargs = torch_optimizer_class(optimizer)
-            specs = [
-                {"params": g.params, "lr_scale": g.lr_scale, "decay": g.decay}
-                for g in self.groups
-            ]
+            specs = [{"params": g.params, "lr_scale": g.lr_scale, "decay": g.decay} for g in self.groups]
             self._torch = make_torch_optimizer(cls, specs, **kwargs)
             self._source = optimizer
         for group in self._torch.param_groups:
@@ -201,8 +200,8 @@ class OptimizerStep:
                         continue
                     weights, _ = optimizer(
                         (self.key_id, name),
-                        torch2xp(param.data),
-                        torch2xp(param.grad),
+                        torch2xp(param.data),  # type: ignore[arg-type]
+                        torch2xp(param.grad),  # type: ignore[arg-type]
                         lr_scale=group.lr_scale,
                     )
                     param.data.copy_(xp2torch(weights, device=param.device))

@@ -3,9 +3,10 @@
 Freezing (freezing.py) and the optimizer step (optim.py) both work on the map built
 in layers/encoder_map.py: embeddings, layer i, shared encoder tensors, head.
 """
+
 import re
 from dataclasses import dataclass, field
-from typing import List
+from typing import Dict, List, Tuple
 
 from torch import nn
 
@@ -61,7 +62,7 @@ def param_groups(
     """Split all parameters (frozen ones too) into groups by lr scale and decay."""
     positions = encoder_map.positions()
     exempt = no_decay_names(module)
-    groups = {}
+    groups: Dict[Tuple[float, bool], ParamGroup] = {}
     for name, param in module.named_parameters():
         kind, index = positions[name]
         scale = lr_scale(kind, index, encoder_map.n_layers, head_lr_scale, layer_lr_decay)
@@ -70,4 +71,3 @@ def param_groups(
         group.names.append(name)
         group.params.append(param)
     return list(groups.values())
-

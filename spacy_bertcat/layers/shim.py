@@ -22,22 +22,23 @@ Parameter averaging (thinc's ``use_averages``): the optimizer step keeps an
 exponential moving average of the weights in ``optimizer.averages``, and
 ``use_params`` swaps it in, so spaCy evaluates and saves the averaged weights.
 """
+
 import contextlib
 import os
 import warnings
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, cast
 
 import torch
 from thinc.api import Optimizer, PyTorchShim, get_torch_default_device
 
 from ..errors import Errors, Warnings, config_error
+from .adapter import LoraAdapter, base_fingerprint, is_injected
+from .batching import WindowBatch
+from .encoder_map import EncoderMap, build_encoder_map
 from .freezing import apply_freezing, check_layer_options
+from .onnx_runtime import describe
 from .optim import LossScale, OptimizerStep, StepResult, averages_key
 from .param_groups import param_groups
-from .batching import WindowBatch
-from .adapter import LoraAdapter, base_fingerprint, is_injected
-from .encoder_map import EncoderMap, build_encoder_map
-from .onnx_runtime import describe
 from .shim_io import shim_from_bytes, shim_to_bytes
 from .tokenizer import WordpieceTokenizer
 from .torch_model import WindowClassifier
@@ -162,14 +163,16 @@ class BertCatShim(PyTorchShim):
         fingerprint (`base`, if already known) is kept only where an adapter-only
         save needs it."""
         if targets is None:
-            targets = self.adapter.targets(self._model, self.encoder_map)  # type: ignore[union-attr]
+            targets = self.adapter.targets(self._model, self.encoder_map)  # type: ignore[union-attr, arg-type]
         if base is None and self.adapter.save == "adapter":  # type: ignore[union-attr]
-            base = base_fingerprint(self._model, self.encoder_map)
+            base = base_fingerprint(self._model, cast(EncoderMap, self.encoder_map))
         self.adapter_base = base
         self.adapter.inject(self._model.hf_model, targets)  # type: ignore[union-attr]
         self._model.to(get_torch_default_device())
         self.adapter_targets = list(targets)
-        self.encoder_map = build_encoder_map(self._model, self._model.hf_model, self.tokenizer.probe_id)
+        self.encoder_map = build_encoder_map(
+            self._model, self._model.hf_model, cast(WordpieceTokenizer, self.tokenizer).probe_id
+        )
         self._adapter_pending = False
         self._step = None
         self.apply_freezing()
@@ -178,7 +181,7 @@ class BertCatShim(PyTorchShim):
         """Raise a SettingError if gradual unfreezing cannot apply to this model
         (its layers share weights), before training starts."""
         check_layer_options(
-            self.encoder_map,
+            cast(EncoderMap, self.encoder_map),
             freeze_layers=self.cfg["freeze_layers"],
             layer_lr_decay=self.cfg["layer_lr_decay"],
             trainable_top=0,
@@ -187,7 +190,7 @@ class BertCatShim(PyTorchShim):
     def apply_freezing(self) -> None:
         apply_freezing(
             self._model,
-            self.encoder_map,
+            cast(EncoderMap, self.encoder_map),
             freeze_embeddings=self.cfg["freeze_embeddings"],
             freeze_layers=self.cfg["freeze_layers"],
             trainable_top=self.trainable_top,
@@ -200,7 +203,7 @@ class BertCatShim(PyTorchShim):
             self.refuse_training()
             if self._model is not None:
                 check_layer_options(
-                    self.encoder_map,
+                    cast(EncoderMap, self.encoder_map),
                     freeze_layers=self.cfg["freeze_layers"],
                     layer_lr_decay=self.cfg["layer_lr_decay"],
                     trainable_top=n,
@@ -213,14 +216,14 @@ class BertCatShim(PyTorchShim):
         dtype = AMP_DTYPES[self.cfg["amp_dtype"]]
         return torch.autocast("cuda", dtype=dtype, enabled=self.amp_enabled)
 
-    def predict(self, batches: List[WindowBatch], counts: List[int]) -> torch.Tensor:
+    def predict(self, batches: List[WindowBatch], counts: List[int]) -> torch.Tensor:  # type: ignore[override]
         """RETURNS (torch.Tensor): Document logits, without autograd."""
         if self._model.training:  # switching walks every module: only when needed
             self._model.eval()
         with torch.inference_mode(), self._autocast():
             return self._model(batches, counts)
 
-    def begin_update(
+    def begin_update(  # type: ignore[override]
         self, batches: List[WindowBatch], counts: List[int], recompute: bool = False
     ) -> Tuple[torch.Tensor, Callable[[torch.Tensor], None]]:
         """Forward pass for training.
@@ -266,7 +269,7 @@ class BertCatShim(PyTorchShim):
             return
         if self._step is None:
             groups = param_groups(
-                self._model, self.encoder_map, self.cfg["head_lr_scale"], self.cfg["layer_lr_decay"]
+                self._model, cast(EncoderMap, self.encoder_map), self.cfg["head_lr_scale"], self.cfg["layer_lr_decay"]
             )
             self._step = OptimizerStep(groups, self.id)
         if self.grad_reducer is not None:

@@ -14,6 +14,7 @@ The byte format is what 0.1.0 wrote (tests/test_legacy_pipeline.py): change it o
 with a new FORMAT_VERSION. thinc calls the shim's ``to_bytes`` / ``from_bytes``,
 which delegate here.
 """
+
 import json
 from typing import Any, Dict, Optional, Tuple
 
@@ -86,7 +87,8 @@ def _state_to_save(shim: Any) -> Tuple[Dict[str, torch.Tensor], Optional[Dict[st
         return merged_state(model), None
     positions = shim.encoder_map.positions()
     state = {
-        k: v.detach().contiguous() for k, v in model.state_dict().items()
+        k: v.detach().contiguous()
+        for k, v in model.state_dict().items()
         if is_adapter_param(k) or not k.startswith("hf_model.") or positions.get(k, ("",))[0] == HEAD
     }
     info = {"settings": shim.adapter.to_dict(), "targets": shim.adapter_targets, "base": shim.adapter_base}
@@ -108,7 +110,7 @@ def shim_from_bytes(shim: Any, data: bytes) -> Any:
     except Exception as e:  # msgpack, JSON and safetensors all raise their own
         raise ValueError(Errors.BC012.format(where="", reason=repr(e))) from e
     if msg.get("runtime"):
-        model = OnnxWindowClassifier(msg["onnx"], hf_config, msg["aggregation"], msg["runtime"])
+        model: WindowClassifier = OnnxWindowClassifier(msg["onnx"], hf_config, msg["aggregation"], msg["runtime"])
         model.load_state_dict(weights, strict=True)
         shim.tokenizer = tokenizer
         shim.set_serving_model(model.to(get_torch_default_device()))
@@ -122,8 +124,13 @@ def shim_from_bytes(shim: Any, data: bytes) -> Any:
     return shim
 
 
-def _load_with_adapter(shim: Any, msg: Dict[str, Any], hf_config: Dict[str, Any], tokenizer: WordpieceTokenizer,
-                       weights: Dict[str, torch.Tensor]) -> Any:
+def _load_with_adapter(
+    shim: Any,
+    msg: Dict[str, Any],
+    hf_config: Dict[str, Any],
+    tokenizer: WordpieceTokenizer,
+    weights: Dict[str, torch.Tensor],
+) -> Any:
     """Load the base encoder from the model's name, check it is the base the
     adapter was trained on, inject the adapter and load its weights and the
     head's."""
@@ -141,8 +148,16 @@ def _load_with_adapter(shim: Any, msg: Dict[str, Any], hf_config: Dict[str, Any]
         raise ValueError(Errors.BC062.format(detail=detail))
     shim.inject_adapter(info["targets"], base=found)
     missing, unexpected = shim.model.load_state_dict(weights, strict=False)
-    missing = [k for k in missing if k in weights or is_adapter_param(k) or not k.startswith("hf_model.")
-               or shim.encoder_map.positions().get(k, ("",))[0] == HEAD]
+    missing = [
+        k
+        for k in missing
+        if k in weights
+        or is_adapter_param(k)
+        or not k.startswith("hf_model.")
+        or shim.encoder_map.positions().get(k, ("",))[0] == HEAD
+    ]
     if missing or unexpected:
-        raise ValueError(Errors.BC012.format(where="", reason=f"adapter weights: missing {missing[:5]}, unexpected {unexpected[:5]}"))
+        raise ValueError(
+            Errors.BC012.format(where="", reason=f"adapter weights: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        )
     return shim

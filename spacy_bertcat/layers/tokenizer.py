@@ -6,6 +6,7 @@ special tokens. Only the Rust ``tokenizers.Tokenizer`` is kept and serialized (a
 JSON), so a saved pipeline does not depend on transformers' tokenizer classes, which
 differ between transformers 4 and 5.
 """
+
 import os
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -90,9 +91,7 @@ class WordpieceTokenizer:
         return [numpy.asarray(enc.ids, dtype="int64") for enc in encodings]
 
     def to_bytes(self) -> bytes:
-        return srsly.msgpack_dumps(
-            {"tokenizer": self.backend.to_str(), "pad_id": self.pad_id}
-        )
+        return srsly.msgpack_dumps({"tokenizer": self.backend.to_str(), "pad_id": self.pad_id})
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "WordpieceTokenizer":
@@ -123,7 +122,7 @@ def _special_frame(backend: Tokenizer) -> _Frame:
         if framed[start : start + len(plain)] == plain:
             end = start + len(plain)
             text_types = set(types[start:end]) or {0}
-            frame_types = (types[:start], text_types.pop(), types[end:])
+            frame_types: Optional[Tuple[List[int], int, List[int]]] = (types[:start], text_types.pop(), types[end:])
             if not any(types):
                 frame_types = None
             return _Frame(framed[:start], framed[end:], frame_types)

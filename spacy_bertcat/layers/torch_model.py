@@ -6,8 +6,9 @@ into document logits. When a training batch needs several window batches, each i
 checkpointed: only one window batch's activations are alive at a time, so memory
 stays bounded for any document length, at the cost of recomputing the forward pass.
 """
+
 import threading
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple, cast
 
 import torch
 from torch import nn
@@ -15,7 +16,6 @@ from torch.utils.checkpoint import checkpoint
 
 from .aggregation import build_aggregation
 from .batching import WindowBatch
-
 
 # The first-token hidden states of the last encoder call, per thread: written by a
 # forward hook on the encoder, so concurrent predictions don't see each other's.
@@ -37,9 +37,9 @@ class WindowClassifier(nn.Module):
         super().__init__()
         self.hf_model = hf_model
         self.aggregation_name = aggregation
-        self.aggregation = build_aggregation(aggregation, hf_model.config.hidden_size)
+        self.aggregation = build_aggregation(aggregation, cast(Any, hf_model.config).hidden_size)
         if self.aggregation.needs_hidden:
-            hf_model.base_model.register_forward_hook(_capture_first_token)
+            cast(nn.Module, hf_model.base_model).register_forward_hook(_capture_first_token)
 
     def classify_windows(
         self,
@@ -56,9 +56,7 @@ class WindowClassifier(nn.Module):
         hidden = _captured.__dict__.pop("hidden", None) if self.aggregation.needs_hidden else None
         return logits, hidden
 
-    def forward(
-        self, batches: List[WindowBatch], counts: List[int], *, recompute: bool = False
-    ) -> torch.Tensor:
+    def forward(self, batches: List[WindowBatch], counts: List[int], *, recompute: bool = False) -> torch.Tensor:
         """Document logits (docs, labels) in float32.
 
         batches (List[WindowBatch]): The windows of the documents.

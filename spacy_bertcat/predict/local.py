@@ -16,6 +16,7 @@ they line up with the input), and never a file under the final name that looks
 complete. An open text stream, or "-" for standard output, takes the rows as they
 come instead.
 """
+
 import json
 import os
 import sys
@@ -91,8 +92,18 @@ def predict_file(
     total = _count_records(input_path, file_format) if progress is not None else None
     if output_path == STDOUT or hasattr(output_path, "write"):
         stream = sys.stdout if output_path == STDOUT else output_path
-        _write_rows(nlp, classifier, _records(input_path, file_format, text_field), stream, result,
-                    text_field=text_field, keep_text=keep_text, batch_size=batch_size, total=total, progress=progress)
+        _write_rows(
+            nlp,
+            classifier,
+            _records(input_path, file_format, text_field),
+            stream,
+            result,
+            text_field=text_field,
+            keep_text=keep_text,
+            batch_size=batch_size,
+            total=total,
+            progress=progress,
+        )
         return result
     output_path = Path(output_path)
     output_path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,8 +116,19 @@ def predict_file(
             raise ValueError(Errors.BC045.format(partial=partial, detail="there is no such file"))
         result.n_resumed = _skip_written(partial, records)
     with partial.open("a" if resume else "w", encoding="utf-8") as file_:
-        _write_rows(nlp, classifier, records, file_, result, text_field=text_field, keep_text=keep_text,
-                    batch_size=batch_size, total=total, progress=progress, done=result.n_resumed)
+        _write_rows(
+            nlp,
+            classifier,
+            records,
+            file_,
+            result,
+            text_field=text_field,
+            keep_text=keep_text,
+            batch_size=batch_size,
+            total=total,
+            progress=progress,
+            done=result.n_resumed,
+        )
         file_.flush()
         os.fsync(file_.fileno())
     os.replace(partial, output_path)
@@ -117,7 +139,9 @@ def predict_file(
 predict = predict_file  # the name this function had in cli/predict.py
 
 
-def _records(input_path: Path, file_format: str, text_field: str) -> Iterator[Tuple[int, Dict[str, Any], Optional[str]]]:
+def _records(
+    input_path: Path, file_format: str, text_field: str
+) -> Iterator[Tuple[int, Dict[str, Any], Optional[str]]]:
     """YIELDS (Tuple[int, Dict[str, Any], Optional[str]]): Each record's line, its
     fields and, if it cannot be classified, why."""
     for line, row in read_rows(input_path, file_format, keep_invalid=True, keep_blank=file_format == "txt"):
@@ -125,13 +149,22 @@ def _records(input_path: Path, file_format: str, text_field: str) -> Iterator[Tu
 
 
 def _write_rows(
-    nlp: Language, classifier: Classifier, records, file_: IO[str], result: PredictResult, *,
-    text_field: str, keep_text: bool, batch_size: Optional[int], total: Optional[int],
-    progress: Optional[Progress], done: int = 0,
+    nlp: Language,
+    classifier: Classifier,
+    records,
+    file_: IO[str],
+    result: PredictResult,
+    *,
+    text_field: str,
+    keep_text: bool,
+    batch_size: Optional[int],
+    total: Optional[int],
+    progress: Optional[Progress],
+    done: int = 0,
 ) -> None:
     texts = ((row.get(text_field), error, (line, row)) for line, row, error in records)
     predictions = predict_records(nlp, classifier, texts, text_field=text_field, batch_size=batch_size)
-    for fields, (line, row) in (predictions if progress is None else progress(predictions, total, done)):
+    for fields, (line, row) in predictions if progress is None else progress(predictions, total, done):
         out: Dict[str, Any] = {"line": line}
         out.update((k, v) for k, v in row.items() if keep_text or k != text_field)
         out.update(fields)
@@ -175,7 +208,9 @@ def _skip_written(partial: Path, records: Iterator) -> int:
         try:
             line = json.loads(text)["line"]
         except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(Errors.BC045.format(partial=partial, detail=f"row {i + 1} is not a prediction row ({e})")) from e
+            raise ValueError(
+                Errors.BC045.format(partial=partial, detail=f"row {i + 1} is not a prediction row ({e})")
+            ) from e
         record = next(records, None)
         if record is None or record[0] != line:
             detail = f"its row {i + 1} is for line {line}, but the input's record {i + 1} is on line {record[0] if record else '(none)'}"

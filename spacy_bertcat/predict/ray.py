@@ -41,6 +41,7 @@ transform, its settings and starting Ray), ray_files.py (the file engine:
 finding, parsing and unifying the input files, committing the output folder)
 and ray_shards.py (the output datasinks).
 """
+
 from .ray_dataset import (
     READ_ERROR,
     BertcatPredictor,

@@ -6,6 +6,7 @@ The public module is spacy_bertcat.predict.ray (its docstring says what the
 output holds and what is guaranteed); the file engine (``predict_files``) is in
 ray_files.py, on top of this module.
 """
+
 import inspect
 import logging
 import math
@@ -83,10 +84,18 @@ def predict(
     _check_setting("batch_size", batch_size, _is_count(batch_size), "give a whole number of rows, 1 or more")
     compute = _compute_strategy(ray, concurrency)
     _check_setting("num_gpus", num_gpus, _is_number(num_gpus) and num_gpus >= 0, "give 0 (CPU) or a positive number")
-    _check_setting("num_cpus", num_cpus, num_cpus is None or (_is_number(num_cpus) and num_cpus > 0),
-                   "give a positive number of CPUs per actor, or None for 1")
-    _check_setting("pipe_batch_size", pipe_batch_size, pipe_batch_size is None or _is_count(pipe_batch_size),
-                   "give a whole number of docs, 1 or more, or None")
+    _check_setting(
+        "num_cpus",
+        num_cpus,
+        num_cpus is None or (_is_number(num_cpus) and num_cpus > 0),
+        "give a positive number of CPUs per actor, or None for 1",
+    )
+    _check_setting(
+        "pipe_batch_size",
+        pipe_batch_size,
+        pipe_batch_size is None or _is_count(pipe_batch_size),
+        "give a whole number of docs, 1 or more, or None",
+    )
     model_path = resolve_model(model)
     schema = ds.schema(fetch_if_missing=False)
     names = list(getattr(schema, "names", None) or [])
@@ -95,10 +104,18 @@ def predict(
     cpus = 1.0 if num_cpus is None else float(num_cpus)
     options: Dict[str, Any] = dict(
         fn_constructor_kwargs=dict(
-            model=model_path, component=component, text_column=text_column, keep_text=keep_text,
-            use_gpu=num_gpus > 0, num_threads=max(1, math.floor(cpus)), pipe_batch_size=pipe_batch_size,
+            model=model_path,
+            component=component,
+            text_column=text_column,
+            keep_text=keep_text,
+            use_gpu=num_gpus > 0,
+            num_threads=max(1, math.floor(cpus)),
+            pipe_batch_size=pipe_batch_size,
         ),
-        batch_size=batch_size, batch_format="pyarrow", compute=compute, num_cpus=cpus,
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        compute=compute,
+        num_cpus=cpus,
         num_gpus=num_gpus if num_gpus > 0 else None,
     )
     if "udf_modifying_row_count" in inspect.signature(ds.map_batches).parameters:
@@ -126,8 +143,14 @@ class BertcatPredictor:
     """
 
     def __init__(
-        self, model: str, component: Optional[str], text_column: str, keep_text: bool, use_gpu: bool,
-        num_threads: int, pipe_batch_size: Optional[int],
+        self,
+        model: str,
+        component: Optional[str],
+        text_column: str,
+        keep_text: bool,
+        use_gpu: bool,
+        num_threads: int,
+        pipe_batch_size: Optional[int],
     ) -> None:
         import spacy
         import torch
@@ -145,12 +168,23 @@ class BertcatPredictor:
         self.pipe_batch_size = pipe_batch_size
 
     def __call__(self, batch: "pyarrow.Table") -> "pyarrow.Table":
-        return predict_table(self.nlp, self.classifier, batch, text_column=self.text_column,
-                             keep_text=self.keep_text, batch_size=self.pipe_batch_size)
+        return predict_table(
+            self.nlp,
+            self.classifier,
+            batch,
+            text_column=self.text_column,
+            keep_text=self.keep_text,
+            batch_size=self.pipe_batch_size,
+        )
 
 
 def predict_table(
-    nlp: Any, classifier: Classifier, table: "pyarrow.Table", *, text_column: str = "text", keep_text: bool = True,
+    nlp: Any,
+    classifier: Classifier,
+    table: "pyarrow.Table",
+    *,
+    text_column: str = "text",
+    keep_text: bool = True,
     batch_size: Optional[int] = None,
 ) -> "pyarrow.Table":
     """Classify the rows of an Arrow table (one Ray batch).
@@ -173,8 +207,11 @@ def predict_table(
     if errors is not None:
         errors = [e if e is None or isinstance(e, str) else str(e) for e in errors]
     fields = predict_texts(nlp, classifier, values, text_field=text_column, errors=errors, batch_size=batch_size)
-    drop = [name for name in table.column_names
-            if name in PREDICTION_FIELDS or name == READ_ERROR or (not keep_text and name == text_column)]
+    drop = [
+        name
+        for name in table.column_names
+        if name in PREDICTION_FIELDS or name == READ_ERROR or (not keep_text and name == text_column)
+    ]
     out = table.drop(drop) if drop else table
     for name, array in prediction_arrays(classifier, fields).items():
         out = out.append_column(name, array)
@@ -210,11 +247,15 @@ def resolve_model(model: Union[str, Path]) -> str:
     path = Path(model).expanduser()
     if path.exists():
         if not (path / "config.cfg").is_file():
-            raise ValueError(Errors.BC075.format(model=model, detail="it has no config.cfg, so it is not a saved pipeline"))
+            raise ValueError(
+                Errors.BC075.format(model=model, detail="it has no config.cfg, so it is not a saved pipeline")
+            )
         return str(path.resolve())
     if isinstance(model, str) and spacy.util.is_package(model):
         return model
-    raise ValueError(Errors.BC075.format(model=model, detail="there is no such path, nor an installed package of that name"))
+    raise ValueError(
+        Errors.BC075.format(model=model, detail="there is no such path, nor an installed package of that name")
+    )
 
 
 def init_ray(ray: Any, address: Optional[str]) -> bool:
@@ -247,30 +288,43 @@ def check_local_resources(ray: Any, concurrency: int, num_cpus: Optional[float],
     if num_cpus is None:
         num_cpus = max(1, int(cpus // concurrency))
     if concurrency * num_cpus > cpus:
-        raise ValueError(Errors.BC074.format(
-            setting="concurrency", value=concurrency,
-            detail=f"{concurrency} actor(s) of {num_cpus:g} CPU(s) need {concurrency * num_cpus:g} CPUs, and this "
-                   f"machine's Ray has {cpus:g}; use fewer actors or --num-cpus",
-        ))
+        raise ValueError(
+            Errors.BC074.format(
+                setting="concurrency",
+                value=concurrency,
+                detail=f"{concurrency} actor(s) of {num_cpus:g} CPU(s) need {concurrency * num_cpus:g} CPUs, and this "
+                f"machine's Ray has {cpus:g}; use fewer actors or --num-cpus",
+            )
+        )
     if num_gpus and concurrency * num_gpus > gpus:
-        raise ValueError(Errors.BC074.format(
-            setting="num_gpus", value=num_gpus,
-            detail=f"{concurrency} actor(s) of {num_gpus:g} GPU(s) need {concurrency * num_gpus:g} GPUs, and this "
-                   f"machine's Ray sees {gpus:g}",
-        ))
+        raise ValueError(
+            Errors.BC074.format(
+                setting="num_gpus",
+                value=num_gpus,
+                detail=f"{concurrency} actor(s) of {num_gpus:g} GPU(s) need {concurrency * num_gpus:g} GPUs, and this "
+                f"machine's Ray sees {gpus:g}",
+            )
+        )
     return num_cpus
 
 
 def _compute_strategy(ray: Any, concurrency: Concurrency) -> Any:
     if _is_count(concurrency):
         return ray.data.ActorPoolStrategy(size=concurrency)
-    if isinstance(concurrency, (tuple, list)) and len(concurrency) == 2 and all(map(_is_count, concurrency)) \
-            and concurrency[0] <= concurrency[1]:
+    if (
+        isinstance(concurrency, (tuple, list))
+        and len(concurrency) == 2
+        and all(map(_is_count, concurrency))
+        and concurrency[0] <= concurrency[1]
+    ):
         return ray.data.ActorPoolStrategy(min_size=concurrency[0], max_size=concurrency[1])
-    raise ValueError(Errors.BC074.format(
-        setting="concurrency", value=concurrency,
-        detail="give a number of actors (1 or more), or (min, max) with 1 <= min <= max for an autoscaling pool",
-    ))
+    raise ValueError(
+        Errors.BC074.format(
+            setting="concurrency",
+            value=concurrency,
+            detail="give a number of actors (1 or more), or (min, max) with 1 <= min <= max for an autoscaling pool",
+        )
+    )
 
 
 def _check_setting(setting: str, value: Any, ok: bool, detail: str) -> None:

@@ -5,6 +5,7 @@ commits the output folder of shards (ray_shards.py) only when it is complete.
 
 Its names are public through spacy_bertcat.predict.ray.
 """
+
 import io
 import json
 import os
@@ -86,14 +87,27 @@ def predict_files(
     if output_format not in OUTPUT_FORMATS:
         detail = f"use one of {', '.join(OUTPUT_FORMATS)}"
         raise ValueError(Errors.BC074.format(setting="format", value=output_format, detail=detail))
-    _check_setting("rows_per_file", rows_per_file, rows_per_file is None or _is_count(rows_per_file),
-                   "give a whole number of rows, 1 or more, or None")
+    _check_setting(
+        "rows_per_file",
+        rows_per_file,
+        rows_per_file is None or _is_count(rows_per_file),
+        "give a whole number of rows, 1 or more, or None",
+    )
     output = Path(output)
     check_output_folder(output)
     files = resolve_inputs(inputs)
     ds = read_files(files, text_column=text_column)
-    out = predict(ds, model, text_column=text_column, component=component, batch_size=batch_size,
-                  concurrency=concurrency, num_gpus=num_gpus, num_cpus=num_cpus, keep_text=keep_text)
+    out = predict(
+        ds,
+        model,
+        text_column=text_column,
+        component=component,
+        batch_size=batch_size,
+        concurrency=concurrency,
+        num_gpus=num_gpus,
+        num_cpus=num_cpus,
+        keep_text=keep_text,
+    )
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.parent / f".{output.name}.{secrets.token_hex(4)}.partial"
     try:
@@ -143,7 +157,9 @@ def resolve_inputs(inputs: Union[str, Path]) -> List[Tuple[str, str]]:
     else:
         raise ValueError(Errors.BC043.format(path=inputs, detail="there is no such file or folder"))
     if not found:
-        raise ValueError(Errors.BC043.format(path=inputs, detail=f"no input files (suffixes: {', '.join(FILE_FORMATS)})"))
+        raise ValueError(
+            Errors.BC043.format(path=inputs, detail=f"no input files (suffixes: {', '.join(FILE_FORMATS)})")
+        )
     unknown = sorted({p.suffix for p in found if p.suffix.lower() not in FILE_FORMATS})
     if unknown:
         raise ValueError(Errors.BC032.format(path=inputs, suffix=", ".join(unknown), formats=", ".join(FILE_FORMATS)))
@@ -172,12 +188,14 @@ def read_files(files: Sequence[Tuple[str, str]], *, text_column: str = "text") -
     kwargs = {"sources": sources, "text_column": text_column}
     found = ds.map_batches(_file_schemas, batch_size=1, batch_format="pyarrow", num_cpus=0, fn_kwargs=kwargs).take_all()
     schema = unified_schema([pa.ipc.read_schema(pa.py_buffer(row["schema"])) for row in found])
-    return ds.map_batches(_parse_files, batch_size=1, batch_format="pyarrow", num_cpus=0,
-                          fn_kwargs={**kwargs, "schema": schema})
+    return ds.map_batches(
+        _parse_files, batch_size=1, batch_format="pyarrow", num_cpus=0, fn_kwargs={**kwargs, "schema": schema}
+    )
 
 
-def _parse_files(batch: "pyarrow.Table", sources: Dict[str, str], text_column: str,
-                 schema: Optional["pyarrow.Schema"] = None) -> Iterator["pyarrow.Table"]:
+def _parse_files(
+    batch: "pyarrow.Table", sources: Dict[str, str], text_column: str, schema: Optional["pyarrow.Schema"] = None
+) -> Iterator["pyarrow.Table"]:
     for data, path in zip(batch.column("bytes").to_pylist(), batch.column("path").to_pylist()):
         table = parse_file(data, sources.get(path) or os.path.basename(path), text_column)
         yield table if schema is None else conform(table, schema)
@@ -267,12 +285,16 @@ def parse_file(data: bytes, source: str, text_column: str = "text") -> "pyarrow.
     for i, (line, row) in enumerate(rows):
         error = record_problem(row, text_column)
         errors.append(error)
-        record = {"source": source, "line": line, **{k: v for k, v in row.items() if k not in ("source", "line", "error")}}
+        record = {
+            "source": source,
+            "line": line,
+            **{k: v for k, v in row.items() if k not in ("source", "line", "error")},
+        }
         if error is not None:
             record[text_column] = None
         for name, value in record.items():
             columns.setdefault(name, [None] * i).append(value)
-        for name, values in columns.items():
+        for values in columns.values():
             if len(values) == i:
                 values.append(None)
     arrays = {name: _array(values, string=name in ("source", text_column)) for name, values in columns.items()}
@@ -291,8 +313,10 @@ def _parse_parquet(data: bytes, source: str, text_column: str) -> "pyarrow.Table
     if text_column not in table.column_names:
         errors = [text_problem(None, text_column, table.column_names)] * n
         table = table.append_column(text_column, pa.nulls(n, type=pa.string()))
-    elif not (pa.types.is_string(table.schema.field(text_column).type)
-              or pa.types.is_large_string(table.schema.field(text_column).type)):
+    elif not (
+        pa.types.is_string(table.schema.field(text_column).type)
+        or pa.types.is_large_string(table.schema.field(text_column).type)
+    ):
         # Not text (e.g. numbers): each row gets an error, as in JSONL, and the
         # column the same type as in the other files.
         values = table.column(text_column).to_pylist()

@@ -4,6 +4,7 @@ A module of its own because the classes subclass Ray's: ray_files.py imports it 
 a function, so importing ray.py never needs Ray, and Ray's workers unpickle the sinks
 by reference.
 """
+
 import json
 from typing import Any, Optional
 

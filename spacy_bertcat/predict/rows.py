@@ -17,6 +17,7 @@ Only the chosen classifier runs (``components.pipes.only_component``): the other
 components that write ``doc.cats`` are disabled, so ``doc.cats`` holds exactly its
 scores.
 """
+
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, TypeVar, Union
 
 from spacy.language import Language
@@ -71,11 +72,11 @@ def prediction_fields(classifier: Classifier, doc: Doc) -> Dict[str, Any]:
     cats = {label: doc.cats[label] for label in classifier.labels if label in doc.cats}
     out: Dict[str, Any] = {"cats": cats}
     if classifier.exclusive:
-        out["predicted_label"] = None if empty or not cats else max(cats, key=cats.get)
+        out["predicted_label"] = None if empty or not cats else max(cats, key=cats.get)  # type: ignore[arg-type]
     else:
-        out["predicted_labels"] = [] if empty else [
-            label for label, score in cats.items() if score >= classifier.thresholds[label]
-        ]
+        out["predicted_labels"] = (
+            [] if empty else [label for label, score in cats.items() if score >= classifier.thresholds[label]]
+        )
     prediction_set = (doc._.get(SETS) or {}).get(classifier.name)
     if prediction_set is not None:
         out["prediction_set"] = prediction_set
@@ -118,11 +119,18 @@ def predict_records(
 
 
 def predict_texts(
-    nlp: Language, classifier: Classifier, values: List[Any], *, text_field: str = "text",
-    errors: Optional[List[Optional[str]]] = None, batch_size: Optional[int] = None,
+    nlp: Language,
+    classifier: Classifier,
+    values: List[Any],
+    *,
+    text_field: str = "text",
+    errors: Optional[List[Optional[str]]] = None,
+    batch_size: Optional[int] = None,
 ) -> List[Dict[str, Any]]:
     """RETURNS (List[Dict[str, Any]]): The prediction fields of each value (see
     predict_records), for a list; `errors` marks values already known to be
     unreadable."""
     records = ((value, errors[i] if errors is not None else None, None) for i, value in enumerate(values))
-    return [fields for fields, _ in predict_records(nlp, classifier, records, text_field=text_field, batch_size=batch_size)]
+    return [
+        fields for fields, _ in predict_records(nlp, classifier, records, text_field=text_field, batch_size=batch_size)
+    ]

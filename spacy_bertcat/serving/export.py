@@ -5,9 +5,10 @@ to window logits, and to first-token hidden states where the aggregation needs
 them. Everything around it (tokenizer, chunking, window batching, aggregation)
 stays in the pipeline. serving/optimize.py checks and installs the graph.
 """
+
 import contextlib
 import warnings
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Tuple, cast
 
 import torch
 from torch import nn
@@ -60,11 +61,20 @@ def export_onnx(model: WindowClassifier, sample: WindowBatch) -> bytes:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                _Windows(model), args, buffer, dynamo=False, input_names=names,
-                output_names=outputs, dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True,
+                _Windows(model),
+                args,
+                cast(Any, buffer),
+                dynamo=False,
+                input_names=names,
+                output_names=outputs,
+                dynamic_axes=axes,
+                opset_version=OPSET,
+                do_constant_folding=True,
             )
     except Exception as e:  # the exporter raises many kinds
-        raise ValueError(Errors.BC064.format(model_type=_model_type(model), reason=f"the ONNX export failed ({e!r:.300})")) from e
+        raise ValueError(
+            Errors.BC064.format(model_type=_model_type(model), reason=f"the ONNX export failed ({e!r:.300})")
+        ) from e
     finally:
         model.train(was_training)  # the exporter leaves modules in train mode
     return buffer.getvalue()

@@ -20,7 +20,8 @@ embeddings too): train the original pipeline and optimize it again.
 ONNX Runtime is an optional dependency (``pip install "spacy-bertcat[onnx]"``): the
 core never imports it, an optimized pipeline needs it to load.
 """
-from typing import Any, Dict, List, Optional, Sequence
+
+from typing import Any, Dict, List, Optional, Sequence, cast
 
 import torch
 
@@ -63,15 +64,21 @@ def optimize_pipe(
     texts = list(check_texts or SAMPLE_TEXTS) + [" ".join(SAMPLE_TEXTS) * (1 + window // 8)]
     batches, counts = sample_batches(pipe.model, texts)
     export_batch = max(batches, key=lambda b: b.input_ids.shape[0])
-    model_type = model.hf_model.config.model_type
+    model_type = cast(Any, model.hf_model.config).model_type
     with eval_mode(model):
         fp32 = export_onnx(model, export_batch)
         with torch.inference_mode():
             expected = model(batches, counts)
-    runtime = {"engine": ENGINE, "int8": False, "onnxruntime_version": ort.__version__,
-               "torch_version": torch.__version__, "transformers_version": transformers.__version__,
-               "opset": OPSET, "hidden_size": int(model.hf_model.config.hidden_size),
-               "num_labels": int(model.hf_model.config.num_labels)}
+    runtime = {
+        "engine": ENGINE,
+        "int8": False,
+        "onnxruntime_version": ort.__version__,
+        "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__,
+        "opset": OPSET,
+        "hidden_size": int(cast(Any, model.hf_model.config).hidden_size),
+        "num_labels": int(cast(Any, model.hf_model.config).num_labels),
+    }
     config = json_config(model.hf_model.config)
     difference = _check(fp32, config, model, runtime, batches, counts, expected)
     if not difference <= EXPORT_TOLERANCE:
@@ -96,8 +103,15 @@ def optimize_pipe(
     return {**runtime, "fp32_bytes": len(fp32), "bytes": len(graph)}
 
 
-def _check(graph: bytes, config: Dict[str, Any], model: WindowClassifier, runtime: Dict[str, Any],
-           batches: List[WindowBatch], counts: List[int], expected: torch.Tensor) -> float:
+def _check(
+    graph: bytes,
+    config: Dict[str, Any],
+    model: WindowClassifier,
+    runtime: Dict[str, Any],
+    batches: List[WindowBatch],
+    counts: List[int],
+    expected: torch.Tensor,
+) -> float:
     """RETURNS (float): The largest difference between the graph's document logits
     (on ONNX Runtime) and torch's, or raises BC064 if ONNX Runtime cannot run it."""
     candidate = OnnxWindowClassifier(graph, config, model.aggregation_name, runtime)

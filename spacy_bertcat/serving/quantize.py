@@ -1,5 +1,6 @@
 """int8 quantization of an exported ONNX graph (ONNX Runtime's dynamic quantization:
 int8 weights per output channel, activations quantized on the fly)."""
+
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -32,7 +33,11 @@ def quantize_int8(onnx_model: bytes, ops: Sequence[str] = INT8_OPS) -> bytes:
         root.setLevel(logging.ERROR)  # "consider pre-processing": a hint for conv nets
         try:
             quantize_dynamic(
-                source, target, weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=list(ops),
+                source,
+                target,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                op_types_to_quantize=list(ops),
                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
             )
         finally:

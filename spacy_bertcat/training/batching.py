@@ -11,6 +11,7 @@ shipped configs' setting), as Hugging Face sorts by its input ids: sorted by
 characters, batches of AG News carry 25% padding (SST-2: 29%), sorted by
 wordpieces 2% (4%).
 """
+
 import random
 from typing import Any, Callable, Iterable, Iterator, List, Optional, TypeVar
 

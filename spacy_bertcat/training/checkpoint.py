@@ -7,6 +7,7 @@ the pipeline no longer loads. With this callback the pipeline is written into a
 hidden sibling directory first and swapped in only when complete, so `model-last`
 always holds one whole save.
 """
+
 import copy
 from pathlib import Path
 from typing import Any, Callable, Optional, Union

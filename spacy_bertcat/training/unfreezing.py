@@ -1,5 +1,6 @@
 """Gradual unfreezing: a [training.before_update] callback that trains the head first,
 then the encoder layers from the top down (the freezing itself: layers/freezing.py)."""
+
 from typing import Callable, Dict, List, Optional
 
 from spacy.language import Language

@@ -1,4 +1,5 @@
 """The CLI (python -m spacy_bertcat ...) on tiny random models and small data."""
+
 import json
 
 import numpy
@@ -9,8 +10,8 @@ from spacy.training import Example
 from typer.testing import CliRunner
 
 from spacy_bertcat.cli import app
-from spacy_bertcat.evaluation.thresholds import find_thresholds
 from spacy_bertcat.data.records import read_docbin
+from spacy_bertcat.evaluation.thresholds import find_thresholds
 
 from ..support import MULTI_DATA, SINGLE_DATA, train_tiny
 
@@ -90,14 +91,20 @@ def test_convert_split(tmp_path):
     # The same seed gives the same files; another seed another split.
     invoke("convert", source, tmp_path / "again", "--split", "0.6,0.2,0.2", "--seed", "3")
     invoke("convert", source, tmp_path / "other", "--split", "0.6,0.2,0.2", "--seed", "4")
-    texts = {d: [doc.text for doc in read_docbin(tmp_path / d / "test.spacy", nlp)] for d in ("corpus", "again", "other")}
+    texts = {
+        d: [doc.text for doc in read_docbin(tmp_path / d / "test.spacy", nlp)] for d in ("corpus", "again", "other")
+    }
     assert texts["corpus"] == texts["again"] != texts["other"]
 
 
 def test_convert_without_split_and_label_variants(tmp_path):
     csv_path = tmp_path / "news.csv"
-    csv_path.write_text('body,tags\n"goal, match",sport|business\nphone,tech\n"bank, shares",business\n', encoding="utf-8")
-    result = invoke("convert", csv_path, tmp_path / "out", "--text-field", "body", "--label-field", "tags", "--multilabel")
+    csv_path.write_text(
+        'body,tags\n"goal, match",sport|business\nphone,tech\n"bank, shares",business\n', encoding="utf-8"
+    )
+    result = invoke(
+        "convert", csv_path, tmp_path / "out", "--text-field", "body", "--label-field", "tags", "--multilabel"
+    )
     assert result.exit_code == 0, result.output
     docs = read_docbin(tmp_path / "out" / "news.spacy", spacy.blank("en"))
     assert [doc.cats for doc in docs] == [
@@ -193,8 +200,17 @@ def test_predict_keeps_every_row_in_line(single_pipeline, tmp_path):
     error row: one output row per input record, in order, nothing aborted."""
     source = tmp_path / "in.jsonl"
     source.write_text(
-        "\n".join([json.dumps({"text": "fine", "id": "a"}), json.dumps({"text": "  ", "id": "b"}), "{not json",
-                   json.dumps({"body": "no text field"}), "", json.dumps({"text": "a great film", "id": "c"})]) + "\n",
+        "\n".join(
+            [
+                json.dumps({"text": "fine", "id": "a"}),
+                json.dumps({"text": "  ", "id": "b"}),
+                "{not json",
+                json.dumps({"body": "no text field"}),
+                "",
+                json.dumps({"text": "a great film", "id": "c"}),
+            ]
+        )
+        + "\n",
         encoding="utf-8",
     )
     result = invoke("predict", single_pipeline, source, tmp_path / "out.jsonl")
@@ -232,9 +248,15 @@ def spacy_scores(model_path, data_path):
 
 def assert_matches_spacy(report, scores):
     s = report["summary"]
-    for ours, theirs in (("micro_p", "cats_micro_p"), ("micro_r", "cats_micro_r"), ("micro_f", "cats_micro_f"),
-                         ("macro_p", "cats_macro_p"), ("macro_r", "cats_macro_r"), ("macro_f", "cats_macro_f"),
-                         ("macro_auc", "cats_macro_auc")):
+    for ours, theirs in (
+        ("micro_p", "cats_micro_p"),
+        ("micro_r", "cats_micro_r"),
+        ("micro_f", "cats_micro_f"),
+        ("macro_p", "cats_macro_p"),
+        ("macro_r", "cats_macro_r"),
+        ("macro_f", "cats_macro_f"),
+        ("macro_auc", "cats_macro_auc"),
+    ):
         assert s[ours] == pytest.approx(scores[theirs], abs=1e-6), ours
     for label, prf in scores["cats_f_per_type"].items():
         ours = report["per_label"][label]

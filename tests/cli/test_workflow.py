@@ -1,6 +1,7 @@
 """The workflow as an experienced spaCy user meets it: deployment under another
 user, two classifiers in one pipeline, prediction over messy files, thresholds and
 metadata, and messages that name the setting instead of a traceback."""
+
 import json
 import os
 import shutil
@@ -21,9 +22,16 @@ from spacy_bertcat.cli import app
 from spacy_bertcat.evaluation.evaluate import evaluate
 from spacy_bertcat.predict.local import predict_file
 
-from ..support import assert_same_cats, make_nlp
-from ..support import CONFIGS, write_corpus
-from ..support import MULTI_DATA, SINGLE_DATA, make_examples, tiny_config
+from ..support import (
+    CONFIGS,
+    MULTI_DATA,
+    SINGLE_DATA,
+    assert_same_cats,
+    make_examples,
+    make_nlp,
+    tiny_config,
+    write_corpus,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,8 +81,13 @@ def test_saved_pipeline_loads_for_another_user(tiny_bert):
         )
         try:
             out = subprocess.run(
-                [sys.executable, "-c", code, str(shared / "pipeline"), *texts], capture_output=True, text=True,
-                cwd="/", user=65534, group=65534, env=dict(os.environ, HOME="/tmp", HF_HUB_OFFLINE="1"),
+                [sys.executable, "-c", code, str(shared / "pipeline"), *texts],
+                capture_output=True,
+                text=True,
+                cwd="/",
+                user=65534,
+                group=65534,
+                env=dict(os.environ, HOME="/tmp", HF_HUB_OFFLINE="1"),
             )
         except PermissionError:
             pytest.skip(f"user nobody cannot run {os.path.realpath(sys.executable)} here; the file modes are checked")
@@ -101,7 +114,10 @@ def test_two_bertcat_components_train_on_one_corpus(tiny_bert):
     nlp = spacy.blank("en")
     nlp.add_pipe("bertcat", name="sentiment", config=tiny_config(tiny_bert))
     nlp.add_pipe("bertcat_multilabel", name="topic", config=tiny_config(tiny_bert))
-    nlp.config["initialize"]["components"] = {"sentiment": {"labels": ["NEG", "POS"]}, "topic": {"labels": ["business", "sport"]}}
+    nlp.config["initialize"]["components"] = {
+        "sentiment": {"labels": ["NEG", "POS"]},
+        "topic": {"labels": ["business", "sport"]},
+    }
     examples = make_examples(nlp, BOTH)
     optimizer = nlp.initialize(lambda: examples)
     losses = {}
@@ -162,7 +178,10 @@ def test_predict_to_standard_output(saved, tmp_path):
     source.write_text("a great film\n\nbad\n", encoding="utf-8")
     out = subprocess.run(
         [sys.executable, "-m", "spacy_bertcat", "predict", str(saved), str(source), "-"],
-        capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"), cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines()]
@@ -233,7 +252,9 @@ def test_tuned_thresholds_yield_to_a_new_global_threshold_and_update_meta(tiny_b
     tuned = spacy.load(tmp_path / "p")
     pipe = tuned.get_pipe("bertcat_multilabel")
     assert pipe.cfg["thresholds"] and pipe.thresholds != {label: 0.5 for label in pipe.labels}
-    dev = [Example(tuned.make_doc(doc.text), doc) for doc in spacy.tokens.DocBin().from_disk(gold).get_docs(tuned.vocab)]
+    dev = [
+        Example(tuned.make_doc(doc.text), doc) for doc in spacy.tokens.DocBin().from_disk(gold).get_docs(tuned.vocab)
+    ]
     scores = tuned.evaluate(dev)
     assert tuned.meta["performance"]["cats_micro_f"] == pytest.approx(scores["cats_micro_f"])
     pipe.cfg["threshold"] = 0.9  # what spacy find-threshold does for each trial
@@ -248,8 +269,14 @@ def test_tuned_thresholds_yield_to_a_new_global_threshold_and_update_meta(tiny_b
 
 def train_fails(capsys, tmp_path, tiny_bert, **overrides):
     corpus = write_corpus(tmp_path / "train.spacy", SINGLE_DATA)
-    settings = {"paths.train": corpus, "paths.dev": corpus, "components.bertcat.model.name": tiny_bert,
-                "components.bertcat.model.max_length": 32, "training.max_steps": 2, "training.optimizer.learn_rate.total_steps": 2}
+    settings = {
+        "paths.train": corpus,
+        "paths.dev": corpus,
+        "components.bertcat.model.name": tiny_bert,
+        "components.bertcat.model.max_length": 32,
+        "training.max_steps": 2,
+        "training.optimizer.learn_rate.total_steps": 2,
+    }
     settings.update(overrides)
     with pytest.raises(SystemExit):
         train(CONFIGS / "bertcat.cfg", tmp_path / "out", overrides=settings)
@@ -262,7 +289,11 @@ def train_fails(capsys, tmp_path, tiny_bert, **overrides):
     [
         ("components.bertcat.model.max_length", 0, "model -> max_length\t[BC022]"),
         ("components.bertcat.model.chunking.aggregation", "avg", "chunking -> aggregation\t[BC015]"),
-        ("components.bertcat.model.chunking.stride", 1000, "components -> bertcat -> model -> chunking -> stride\t[BC008]"),
+        (
+            "components.bertcat.model.chunking.stride",
+            1000,
+            "components -> bertcat -> model -> chunking -> stride\t[BC008]",
+        ),
         ("components.bertcat.model.amp_dtype", "fp8", "model -> amp_dtype\t[BC019]"),
         ("components.bertcat.model.freeze_layers", 9, "components -> bertcat -> model -> freeze_layers\t[BC053]"),
         ("components.bertcat.model.name", "/no/such/model", "components -> bertcat -> model -> name\t[BC006]"),
@@ -287,10 +318,17 @@ def test_no_annotations_says_where_labels_come_from(capsys, tmp_path, tiny_bert)
 def test_schedule_length_differing_from_max_steps_warns(tiny_bert, tmp_path):
     corpus = write_corpus(tmp_path / "train.spacy", SINGLE_DATA)
     with pytest.warns(UserWarning, match="BCW008.*ends at step 2000.*max_steps = 2"):
-        train(CONFIGS / "bertcat.cfg", tmp_path / "out", overrides={
-            "paths.train": corpus, "paths.dev": corpus, "components.bertcat.model.name": tiny_bert,
-            "components.bertcat.model.max_length": 32, "training.max_steps": 2,
-        })
+        train(
+            CONFIGS / "bertcat.cfg",
+            tmp_path / "out",
+            overrides={
+                "paths.train": corpus,
+                "paths.dev": corpus,
+                "components.bertcat.model.name": tiny_bert,
+                "components.bertcat.model.max_length": 32,
+                "training.max_steps": 2,
+            },
+        )
 
 
 def test_version_and_baseline_of_another_task(saved, tmp_path):
@@ -298,7 +336,9 @@ def test_version_and_baseline_of_another_task(saved, tmp_path):
     assert result.exit_code == 0 and result.output.startswith("spacy-bertcat ")
     gold = write_corpus(tmp_path / "gold.spacy", SINGLE_DATA, copies=1)
     baseline = tmp_path / "baseline.json"
-    baseline.write_text(json.dumps({"name": "other", "labels": ["a", "b", "c"], "exclusive": True, "summary": {"accuracy": 0.9}}))
+    baseline.write_text(
+        json.dumps({"name": "other", "labels": ["a", "b", "c"], "exclusive": True, "summary": {"accuracy": 0.9}})
+    )
     result = invoke("evaluate", saved, gold, "--baseline", baseline, "--output", tmp_path / "r", "--no-plots")
     assert result.exit_code == 1 and "BC046" in result.flat and "its labels are ['a', 'b', 'c']" in result.flat
 
@@ -320,7 +360,10 @@ def test_precision_recall_picture_hides_nothing():
     figure = pr_figure(report)
     assert len(figure.legends) == 1 and not any(ax.get_legend() for ax in figure.axes)
     assert [t.get_text() for t in figure.legends[0].get_texts()] == [
-        "precision-recall curve", "operating point (decision threshold)", "chance (prevalence)"]
+        "precision-recall curve",
+        "operating point (decision threshold)",
+        "chance (prevalence)",
+    ]
     for ax, label in zip(figure.axes, ("a", "b", "rare")):
         point = [line for line in ax.lines if line.get_marker() == "o"][0]
         assert not point.get_clip_on()

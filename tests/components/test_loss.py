@@ -1,5 +1,6 @@
 """Exact values of the losses and their gradients, checked against torch's own
 implementations (autograd gives the reference gradient)."""
+
 import numpy
 import pytest
 import spacy
@@ -78,7 +79,9 @@ def test_binary_cross_entropy_pos_weight_and_mask():
     m = torch.tensor(mask, dtype=torch.float64)
     pw = torch.tensor(weights, dtype=torch.float64)
     ref_loss, ref_grad = torch_reference(
-        lambda x: (m * torch.nn.functional.binary_cross_entropy_with_logits(x, y, pos_weight=pw, reduction="none")).sum() / 12
+        lambda x: (
+            (m * torch.nn.functional.binary_cross_entropy_with_logits(x, y, pos_weight=pw, reduction="none")).sum() / 12
+        )
     )
     assert loss == pytest.approx(ref_loss, rel=1e-5)
     assert_allclose(d_logits, ref_grad, rtol=1e-5, atol=1e-7)

@@ -1,5 +1,6 @@
 """Multi-label on sparse labels: thresholds tuned during training with a fallback for
 rare labels, the asymmetric loss, and collapsed labels made visible."""
+
 import logging
 
 import numpy
@@ -12,9 +13,7 @@ from spacy_bertcat.components.loss import asymmetric_loss, sigmoid_binary_cross_
 from spacy_bertcat.decisions.metrics import best_f1_threshold
 from spacy_bertcat.decisions.thresholds import collapsed_labels, tune_with_fallback
 
-from ..support import make_nlp
-from ..support import CONFIGS, write_corpus
-from ..support import MULTI_DATA, tiny_config
+from ..support import CONFIGS, MULTI_DATA, make_nlp, tiny_config, write_corpus
 
 SPARSE = [
     ("the team won the match", {"sport": 1.0, "business": 0.0, "tech": 0.0}),
@@ -37,7 +36,12 @@ def numeric_gradient(loss, x, eps=1e-6):
 
 
 @pytest.mark.parametrize(
-    "settings", [dict(gamma_neg=4.0, gamma_pos=0.0, clip=0.05), dict(gamma_neg=2.0, gamma_pos=1.0, clip=0.0), dict(gamma_neg=0.5, gamma_pos=0.5, clip=0.2)]
+    "settings",
+    [
+        dict(gamma_neg=4.0, gamma_pos=0.0, clip=0.05),
+        dict(gamma_neg=2.0, gamma_pos=1.0, clip=0.0),
+        dict(gamma_neg=0.5, gamma_pos=0.5, clip=0.2),
+    ],
 )
 def test_asymmetric_loss_gradient(settings):
     rng = numpy.random.default_rng(0)
@@ -61,7 +65,9 @@ def test_asymmetric_loss_reduces_to_cross_entropy_and_spares_easy_negatives():
     bce = sigmoid_binary_cross_entropy(numpy, x, y, mask, None)
     assert plain[0] == pytest.approx(bce[0]) and numpy.allclose(plain[1], bce[1], atol=1e-7)
     easy = numpy.array([[-6.0]])  # a negative the model scores at 0.0025
-    _, d_clip = asymmetric_loss(numpy, easy, numpy.zeros((1, 1)), numpy.ones((1, 1)), None, gamma_neg=4.0, gamma_pos=0.0, clip=0.05)
+    _, d_clip = asymmetric_loss(
+        numpy, easy, numpy.zeros((1, 1)), numpy.ones((1, 1)), None, gamma_neg=4.0, gamma_pos=0.0, clip=0.05
+    )
     assert d_clip[0, 0] == 0.0
 
 
@@ -84,7 +90,12 @@ def test_thresholds_fall_back_to_the_global_one_for_rare_labels():
     assert tuned.fallback == ["rare", "rarer"]
     assert tuned.thresholds["a"] == pytest.approx(best_f1_threshold(scores[:, 0], gold[:, 0])["threshold"])
     pooled = best_f1_threshold(scores[:, 2:].ravel(), gold[:, 2:].ravel())["threshold"]
-    assert tuned.thresholds["rare"] == tuned.thresholds["rarer"] == pytest.approx(pooled) == pytest.approx(tuned.global_threshold)
+    assert (
+        tuned.thresholds["rare"]
+        == tuned.thresholds["rarer"]
+        == pytest.approx(pooled)
+        == pytest.approx(tuned.global_threshold)
+    )
     assert pooled < best_f1_threshold(scores.ravel(), gold.ravel())["threshold"]
 
     def micro_f1(t):
@@ -138,13 +149,23 @@ def test_spacy_train_tunes_thresholds_on_dev_and_model_best_carries_them(tiny_be
     data does not retune."""
     corpus = write_corpus(tmp_path / "train.spacy", SPARSE, copies=3)
     with caplog.at_level(logging.INFO, logger="spacy.bertcat"):
-        train(CONFIGS / "bertcat_multilabel.cfg", tmp_path / "out", overrides={
-            "paths.train": corpus, "paths.dev": corpus, "components.bertcat.model.name": tiny_bert,
-            "components.bertcat.model.max_length": 32, "components.bertcat.threshold_min_support": 4,
-            "training.max_steps": 6, "training.optimizer.learn_rate.total_steps": 6, "training.eval_frequency": 3,
-            "training.batcher.size": 6, "training.optimizer.learn_rate.initial_rate": 3e-3,
-            "training.optimizer.learn_rate.warmup_steps": 1,
-        })
+        train(
+            CONFIGS / "bertcat_multilabel.cfg",
+            tmp_path / "out",
+            overrides={
+                "paths.train": corpus,
+                "paths.dev": corpus,
+                "components.bertcat.model.name": tiny_bert,
+                "components.bertcat.model.max_length": 32,
+                "components.bertcat.threshold_min_support": 4,
+                "training.max_steps": 6,
+                "training.optimizer.learn_rate.total_steps": 6,
+                "training.eval_frequency": 3,
+                "training.batcher.size": 6,
+                "training.optimizer.learn_rate.initial_rate": 3e-3,
+                "training.optimizer.learn_rate.warmup_steps": 1,
+            },
+        )
     assert any("thresholds tuned on 18 docs" in r.getMessage() for r in caplog.records)
     nlp = spacy.load(tmp_path / "out" / "model-best")
     pipe = nlp.get_pipe("bertcat")
@@ -196,7 +217,10 @@ def test_asymmetric_loss_from_the_config_trains(tiny_bert):
     assert losses[-1] < losses[0] / 2
     with pytest.raises(ValueError, match="BC022.*clip"):
         bad = spacy.blank("en")
-        bad.add_pipe("bertcat_multilabel", config={**tiny_config(tiny_bert), "loss": {"@misc": "spacy-bertcat.asymmetric_loss.v1", "clip": 1.5}})
+        bad.add_pipe(
+            "bertcat_multilabel",
+            config={**tiny_config(tiny_bert), "loss": {"@misc": "spacy-bertcat.asymmetric_loss.v1", "clip": 1.5}},
+        )
 
 
 def test_softened_balanced_weights_and_saving(tiny_bert, tmp_path):

@@ -1,4 +1,5 @@
 """The components on tiny random models: learning, predicting, bad input."""
+
 import warnings
 
 import pytest
@@ -7,8 +8,15 @@ import torch
 
 from spacy_bertcat import BertCat, BertCatMultilabel
 
-from ..support import MULTI_DATA, SINGLE_DATA, make_examples, tiny_config
-from ..support import assert_same_cats, assert_same_weights, make_nlp
+from ..support import (
+    MULTI_DATA,
+    SINGLE_DATA,
+    assert_same_cats,
+    assert_same_weights,
+    make_examples,
+    make_nlp,
+    tiny_config,
+)
 
 FACTORIES = [("bertcat", SINGLE_DATA), ("bertcat_multilabel", MULTI_DATA)]
 

@@ -1,4 +1,5 @@
 """Saving and loading: predictions equal before and after, offline, in a new process."""
+
 import json
 import os
 import subprocess
@@ -8,8 +9,7 @@ import pytest
 import spacy
 import srsly
 
-from ..support import assert_same_cats, assert_same_weights, make_nlp
-from ..support import MULTI_DATA, SINGLE_DATA
+from ..support import MULTI_DATA, SINGLE_DATA, assert_same_cats, assert_same_weights, make_nlp
 
 # Depends on the transformers version: `make test-tf5` runs it under transformers 5 too.
 pytestmark = pytest.mark.transformers
@@ -37,7 +37,11 @@ def test_load_in_new_process_offline(tiny_bert, tmp_path, factory, data):
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "no-cache"))
     out = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path / "pipeline"), json.dumps(TEXTS)],
-        capture_output=True, text=True, env=env, check=True, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        cwd=tmp_path,
     )
     assert_same_cats(json.loads(out.stdout.strip().splitlines()[-1]), expected)
 

@@ -1,4 +1,5 @@
 """Reading, validating and splitting classification data (spacy_bertcat/data.py)."""
+
 import json
 from collections import Counter
 
@@ -101,11 +102,19 @@ def test_folder_files_that_are_not_utf8_are_named(tmp_path):
     "lines,kwargs,message",
     [
         (['{"text": "a", "label": "x"}', '{"text": "b", "label": "y"', '{"text": "c", "label": "x"}'], {}, "line 2"),
-        (['{"text": "a", "label": "x"}', '{"text": "", "label": "y"}'], {}, "line 2: the text field 'text' must be a non-empty"),
+        (
+            ['{"text": "a", "label": "x"}', '{"text": "", "label": "y"}'],
+            {},
+            "line 2: the text field 'text' must be a non-empty",
+        ),
         (['{"label": "x"}'], {}, "line 1: the text field 'text' is missing"),
         (['{"text": "a", "label": "x"}', "[1, 2]"], {}, "line 2: expected a JSON object"),
         (['{"text": "a", "labels": ["x", "y"]}'], {"exclusive": True}, "line 1: it has 2 positive labels"),
-        (['{"text": "a", "label": "x"}', '{"text": "b", "label": "z"}'], {"allowed_labels": ["x", "y"]}, "line 2: unknown label(s) ['z']"),
+        (
+            ['{"text": "a", "label": "x"}', '{"text": "b", "label": "z"}'],
+            {"allowed_labels": ["x", "y"]},
+            "line 2: unknown label(s) ['z']",
+        ),
         (['{"text": "a", "label": null}'], {}, "line 1: 'label' must be a label"),
         (['{"text": "a", "cats": {"x": 0.7}}'], {}, "use 0 or 1"),
         (['{"text": "a", "tag": "x"}'], {}, "line 1: it has no label field"),

@@ -1,6 +1,7 @@
 """Calibrated scores, calibration metrics and conformal prediction sets: the math on
 synthetic scores, then the `calibrate` and `evaluate` commands on small trained
 models, and the calibrated pipeline loaded in a new process."""
+
 import json
 import os
 import random
@@ -13,7 +14,6 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 
-from spacy_bertcat.decisions.metrics import calibration_metrics
 from spacy_bertcat.decisions.calibration import (
     Calibration,
     conformal_quantiles,
@@ -22,6 +22,7 @@ from spacy_bertcat.decisions.calibration import (
     fit_temperature,
     prediction_sets,
 )
+from spacy_bertcat.decisions.metrics import calibration_metrics
 
 from ..support import WORDS, make_examples, tiny_config
 
@@ -45,8 +46,9 @@ def synthetic(n, n_classes=4, seed=0, overconfidence=3.0):
 
 def test_temperature_scaling_fixes_overconfident_scores():
     logits, gold = synthetic(6000)
-    cal = fit_calibration(list("abcd"), logits[:3000], gold[:3000], numpy.ones_like(gold[:3000]),
-                          exclusive=True, name="t")
+    cal = fit_calibration(
+        list("abcd"), logits[:3000], gold[:3000], numpy.ones_like(gold[:3000]), exclusive=True, name="t"
+    )
     assert cal.temperature == pytest.approx(3.0, rel=0.1)
     test_logits, test_gold = logits[3000:], gold[3000:]
     before = softmax(test_logits)
@@ -138,15 +140,17 @@ def test_too_little_data_is_refused_or_flagged():
     with pytest.raises(ValueError, match="BC056"):
         fit_calibration(list("abcd"), logits[:10], gold[:10], numpy.ones_like(gold[:10]), exclusive=True, name="c")
     with pytest.raises(ValueError, match="BC057"):
-        fit_calibration(list("abcd"), logits[:30], gold[:30], numpy.ones_like(gold[:30]), exclusive=True, name="c",
-                        alphas=[0.01])
+        fit_calibration(
+            list("abcd"), logits[:30], gold[:30], numpy.ones_like(gold[:30]), exclusive=True, name="c", alphas=[0.01]
+        )
     gold_without_d = gold[:100].copy()
     gold_without_d[:, 2] += gold_without_d[:, 3]
     gold_without_d[:, 3] = 0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit_calibration(list("abcd"), logits[:100], gold_without_d, numpy.ones_like(gold_without_d), exclusive=True,
-                        name="c")
+        fit_calibration(
+            list("abcd"), logits[:100], gold_without_d, numpy.ones_like(gold_without_d), exclusive=True, name="c"
+        )
     codes = " ".join(str(w.message) for w in caught)
     assert "BCW012" in codes and "BCW013" in codes and "'d'" in codes
 
@@ -158,9 +162,12 @@ def noisy_rows(n, seed, noise=0.3):
     """Two topics told apart by their words, with a share of the labels flipped: a
     model trained to fit them all is over-confident on new documents."""
     rng = random.Random(seed)
-    vocab = {"sport": ["team", "match", "goal", "win", "game"], "business": ["market", "shares", "bank", "profit", "vote"]}
+    vocab = {
+        "sport": ["team", "match", "goal", "win", "game"],
+        "business": ["market", "shares", "bank", "profit", "vote"],
+    }
     rows = []
-    for i in range(n):
+    for _ in range(n):
         label = rng.choice(sorted(vocab))
         words = rng.sample(vocab[label], 3) + rng.sample(WORDS[:20], 3)
         rng.shuffle(words)
@@ -232,7 +239,9 @@ def test_calibrate_and_evaluate_from_the_cli(overconfident):
         assert info["target"] == 1 - float(alpha) and info["coverage"] >= info["target"] - 0.05
         assert sum(info["sizes"]) == 300
     markdown = (tmp / "report-calibrated" / "report.md").read_text()
-    assert "## Calibration" in markdown and "| calibrated (doc.cats) |" in markdown and "### Prediction sets" in markdown
+    assert (
+        "## Calibration" in markdown and "| calibrated (doc.cats) |" in markdown and "### Prediction sets" in markdown
+    )
     assert "![reliability diagram](reliability.png)" in markdown
     assert (tmp / "report-calibrated" / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "not calibrated" in (tmp / "report-uncalibrated" / "report.md").read_text()
@@ -264,15 +273,18 @@ def test_calibrated_pipeline_in_a_new_process(overconfident):
         "  'sets_05': [pipe.prediction_set(d, 0.05) for d in docs], 'temperature': pipe.calibration.temperature}))\n"
     )
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp / "no-cache"))
-    out = subprocess.run([sys.executable, "-c", script, str(target), json.dumps(texts)], capture_output=True, text=True,
-                         env=env, cwd=tmp)
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(target), json.dumps(texts)], capture_output=True, text=True, env=env, cwd=tmp
+    )
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["temperature"] > 1.0  # the model was over-confident
     for cats, raw, expected in zip(got["cats"], got["raw"], expected_raw):
         assert raw == pytest.approx(expected, abs=1e-5)
         logits = numpy.log(numpy.asarray([expected["business"], expected["sport"]]))
-        assert [cats["business"], cats["sport"]] == pytest.approx(softmax(logits[None] / got["temperature"])[0].tolist(), abs=1e-5)
+        assert [cats["business"], cats["sport"]] == pytest.approx(
+            softmax(logits[None] / got["temperature"])[0].tolist(), abs=1e-5
+        )
     for text, cats, labels, in_set, in_set_05 in zip(texts, got["cats"], got["labels"], got["sets"], got["sets_05"]):
         ranked = sorted(cats, key=cats.get, reverse=True)
         assert in_set == ranked[: len(in_set)] and in_set_05 == ranked[: len(in_set_05)]
@@ -343,7 +355,9 @@ def test_multilabel_calibration_keeps_decisions(tiny_bert, tmp_path):
     assert [doc._.bertcat_labels["bertcat_multilabel"] for doc in docs] == before
     for doc, raw in zip(docs, raw_before):
         assert doc._.bertcat_uncalibrated_cats["bertcat_multilabel"] == pytest.approx(raw, abs=1e-5)
-    assert loaded.get_pipe("bertcat_multilabel").uncalibrated_thresholds == pytest.approx(result.thresholds_before, abs=1e-6)
+    assert loaded.get_pipe("bertcat_multilabel").uncalibrated_thresholds == pytest.approx(
+        result.thresholds_before, abs=1e-6
+    )
     # Removing the calibration restores the thresholds on the model's own scores.
     pipe.set_calibration(None)
     assert pipe.thresholds == pytest.approx(result.thresholds_before, abs=1e-6)

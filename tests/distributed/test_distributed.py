@@ -1,6 +1,7 @@
 """Data-parallel `spacy train` (spacy_bertcat/distributed/): workers launched as users
 launch them (`spacy-bertcat train --workers N`, `torchrun -m spacy_bertcat train`),
 on gloo, with a tiny model, compared with one worker's `spacy train`."""
+
 import os
 import signal
 import subprocess
@@ -16,8 +17,7 @@ from spacy_bertcat.distributed.allreduce import StepSync
 from spacy_bertcat.distributed.loop import merge_batches, shard_batches
 from spacy_bertcat.layers.classifier import get_shim
 
-from ..support import CONFIGS, write_corpus
-from ..support import SINGLE_DATA
+from ..support import CONFIGS, SINGLE_DATA, write_corpus
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
@@ -26,13 +26,22 @@ CONFIG = CONFIGS / "bertcat.cfg"
 
 def overrides(corpus, model, batch_size, steps=6, **more):
     settings = {
-        "paths.train": corpus, "paths.dev": corpus, "components.bertcat.model.name": model,
-        "components.bertcat.model.max_length": 32, "components.bertcat.model.hidden_dropout": 0.0,
-        "components.bertcat.model.attention_dropout": 0.0, "components.bertcat.model.classifier_dropout": 0.0,
-        "training.max_steps": steps, "training.optimizer.learn_rate.total_steps": steps,
-        "training.optimizer.learn_rate.warmup_steps": 1, "training.optimizer.learn_rate.initial_rate": 0.003,
-        "training.eval_frequency": 2, "training.batcher.size": batch_size, "training.batcher.buffer": 4,
-        "training.max_epochs": 0, **more,
+        "paths.train": corpus,
+        "paths.dev": corpus,
+        "components.bertcat.model.name": model,
+        "components.bertcat.model.max_length": 32,
+        "components.bertcat.model.hidden_dropout": 0.0,
+        "components.bertcat.model.attention_dropout": 0.0,
+        "components.bertcat.model.classifier_dropout": 0.0,
+        "training.max_steps": steps,
+        "training.optimizer.learn_rate.total_steps": steps,
+        "training.optimizer.learn_rate.warmup_steps": 1,
+        "training.optimizer.learn_rate.initial_rate": 0.003,
+        "training.eval_frequency": 2,
+        "training.batcher.size": batch_size,
+        "training.batcher.buffer": 4,
+        "training.max_epochs": 0,
+        **more,
     }
     return [part for key, value in settings.items() for part in (f"--{key}", str(value))]
 
@@ -76,8 +85,17 @@ def test_two_workers_train_as_one_with_twice_the_batch(one_worker, corpus, tiny_
     with batch 8, from the same start (epoch boundaries and steps that leave worker
     1 no document included): the same weights after 11 steps, the same
     model-best, and nothing else in the output folder."""
-    text = run("-m", "spacy_bertcat", "train", CONFIG, "--workers", "2", "--output", tmp_path / "out",
-               *overrides(corpus, tiny_bert, 4, steps=10))
+    text = run(
+        "-m",
+        "spacy_bertcat",
+        "train",
+        CONFIG,
+        "--workers",
+        "2",
+        "--output",
+        tmp_path / "out",
+        *overrides(corpus, tiny_bert, 4, steps=10),
+    )
     assert "2 workers, 11 steps" in text
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["model-best", "model-last"]
     assert_same_weights(weights(tmp_path / "out" / "model-last"), weights(one_worker / "model-last"))
@@ -89,7 +107,11 @@ def test_two_workers_train_as_one_with_twice_the_batch(one_worker, corpus, tiny_
     assert float((trained - pretrained).abs().max()) > 1e-3  # not a comparison of two untrained models
 
 
-SGD = {"training.optimizer.beta1": 0.0, "training.optimizer.beta2": 0.0, "training.optimizer.learn_rate.initial_rate": 0.5}
+SGD = {
+    "training.optimizer.beta1": 0.0,
+    "training.optimizer.beta2": 0.0,
+    "training.optimizer.learn_rate.initial_rate": 0.5,
+}
 
 
 def test_torchrun_with_gradient_accumulation_and_sgd(corpus, tiny_bert, tmp_path):
@@ -97,9 +119,20 @@ def test_torchrun_with_gradient_accumulation_and_sgd(corpus, tiny_bert, tmp_path
     plain SGD, whose step is proportional to the gradient (Adam's hardly depends on
     its scale, so a wrong divisor would go unseen): still one worker's trajectory."""
     run("-m", "spacy", "train", CONFIG, "--output", tmp_path / "one", *overrides(corpus, tiny_bert, 8, steps=10, **SGD))
-    run("-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "spacy_bertcat", "train",
-        CONFIG, "--output", tmp_path / "two",
-        *overrides(corpus, tiny_bert, 4, steps=10, **SGD, **{"training.accumulate_gradient": 2}))
+    run(
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "spacy_bertcat",
+        "train",
+        CONFIG,
+        "--output",
+        tmp_path / "two",
+        *overrides(corpus, tiny_bert, 4, steps=10, **SGD, **{"training.accumulate_gradient": 2}),
+    )
     one = weights(tmp_path / "one" / "model-last")
     assert_same_weights(weights(tmp_path / "two" / "model-last"), one)
     from transformers import AutoModel
@@ -110,10 +143,21 @@ def test_torchrun_with_gradient_accumulation_and_sgd(corpus, tiny_bert, tmp_path
 
 def test_a_killed_worker_stops_the_others_with_a_clear_error(corpus, tiny_bert, tmp_path):
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "spacy_bertcat", "train", str(CONFIG), "--workers", "2", "--output", str(out),
-               *overrides(corpus, tiny_bert, 2, steps=100000, **{"training.eval_frequency": 5})]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV,
-                               start_new_session=True)
+    command = [
+        sys.executable,
+        "-m",
+        "spacy_bertcat",
+        "train",
+        str(CONFIG),
+        "--workers",
+        "2",
+        "--output",
+        str(out),
+        *overrides(corpus, tiny_bert, 2, steps=100000, **{"training.eval_frequency": 5}),
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV, start_new_session=True
+    )
     try:
         deadline = time.time() + 120
         while not (out / "model-last").exists() and time.time() < deadline:
@@ -160,8 +204,18 @@ def test_bad_settings_fail_before_training(corpus, tiny_bert, tmp_path):
     assert "[BC067]" in out and "textcat" in out and "frozen_components" in out
     assert out.count("[BC067]") == 1  # worker 0 reports it, once
     # without a seed, the workers would shuffle differently
-    out = run("-m", "spacy_bertcat", "train", CONFIG, "--workers", "2", *overrides(corpus, tiny_bert, 4),
-              "--training.seed", "null", expect=1)
+    out = run(
+        "-m",
+        "spacy_bertcat",
+        "train",
+        CONFIG,
+        "--workers",
+        "2",
+        *overrides(corpus, tiny_bert, 4),
+        "--training.seed",
+        "null",
+        expect=1,
+    )
     assert "[BC071]" in out and "seed" in out
     out = run("-m", "spacy_bertcat", "train", CONFIG, "--workers", "0", expect=1)
     assert "[BC071]" in out and "--workers" in out

@@ -1,4 +1,5 @@
 """Chunking strategies, window framing and batching, and the window aggregations."""
+
 import numpy
 import pytest
 import torch
@@ -8,8 +9,7 @@ from spacy_bertcat.layers.aggregation import build_aggregation
 from spacy_bertcat.layers.batching import group_by_budget, make_batches
 from spacy_bertcat.layers.chunking import DocWindows
 
-from ..support import make_nlp
-from ..support import WORDS
+from ..support import WORDS, make_nlp
 
 
 def chunker(name, **settings):
@@ -41,9 +41,9 @@ def test_head_tail():
 def test_sliding_windows_cover_every_wordpiece(n, stride):
     [plan] = chunker("sliding_window", stride=stride, max_windows=None)([n], 10, is_train=True)
     assert covered(plan.windows) == list(range(n)) and not plan.truncated
-    lengths = [end - start for (start, end), in plan.windows]
+    lengths = [end - start for ((start, end),) in plan.windows]
     assert all(length == min(n, 10) for length in lengths)  # every window is full
-    starts = [start for (start, _), in plan.windows]
+    starts = [start for ((start, _),) in plan.windows]
     assert starts == sorted(set(starts)) and starts[0] == 0 and plan.windows[-1][0][1] == n
     assert all(b - a <= stride for a, b in zip(starts, starts[1:]))
 
@@ -73,7 +73,12 @@ def test_sliding_window_limits():
 
 @pytest.mark.parametrize(
     "settings,code",
-    [({"stride": 0}, "BC008"), ({"stride": 11}, "BC008"), ({"max_windows": 0}, "BC014"), ({"aggregation": "sum"}, "BC015")],
+    [
+        ({"stride": 0}, "BC008"),
+        ({"stride": 11}, "BC008"),
+        ({"max_windows": 0}, "BC014"),
+        ({"aggregation": "sum"}, "BC015"),
+    ],
 )
 def test_sliding_window_bad_settings(settings, code):
     with pytest.raises(ValueError, match=code):
@@ -124,7 +129,11 @@ def test_aggregation_gradients_numerically(name):
     logits = torch.randn(6, 4, dtype=torch.double, requires_grad=True)
     hidden = torch.randn(6, 6, dtype=torch.double, requires_grad=True)
     inputs = (logits, hidden) if name == "attention" else (logits,)
-    fn = (lambda l, h: aggregation(l, h, counts)) if name == "attention" else (lambda l: aggregation(l, None, counts))
+    fn = (
+        (lambda lg, h: aggregation(lg, h, counts))
+        if name == "attention"
+        else (lambda lg: aggregation(lg, None, counts))
+    )
     assert torch.autograd.gradcheck(fn, inputs)
     params = [p for p in aggregation.parameters()]
     if params:
@@ -153,7 +162,9 @@ def test_training_reaches_every_kept_window(tiny_bert, aggregation, factory):
     shim = nlp.get_pipe(factory).model.shims[0]
     seen = []
     embeddings = shim.hf_model.get_input_embeddings()
-    handle = embeddings.register_forward_hook(lambda m, args, out: seen.append(out.shape[0]) if out.requires_grad else None)
+    handle = embeddings.register_forward_hook(
+        lambda m, args, out: seen.append(out.shape[0]) if out.requires_grad else None
+    )
     nlp.update(examples, sgd=False)
     handle.remove()
     # 2 docs x 4 kept windows in budgeted batches of 2 rows: 8 rows in the forward

@@ -2,6 +2,7 @@
 in-process, through the same checks. `make family-matrix` writes docs/guides/families.md's
 table from these results under both transformers versions (the cross-version
 loads are in test_version_drift.py)."""
+
 import json
 import os
 import subprocess
@@ -17,9 +18,8 @@ from thinc.api import Adam, fix_random_seed
 
 from spacy_bertcat.layers.families import TESTED_FAMILIES
 
+from ..support import SINGLE_DATA, assert_same_cats, make_examples, tiny_config
 from ..support.families import FAMILIES, FRAMES, TF5, make_family_dir
-from ..support import assert_same_cats
-from ..support import SINGLE_DATA, make_examples, tiny_config
 
 # Depends on the transformers version: `make test-tf5` runs it under transformers 5 too.
 pytestmark = pytest.mark.transformers
@@ -30,7 +30,12 @@ ONNX_REFUSED = {"longformer", "funnel"}  # see test_family_onnx
 CHUNKINGS = {
     "head": {"@misc": "spacy-bertcat.head.v1"},
     "head_tail": {"@misc": "spacy-bertcat.head_tail.v1", "head": 8},
-    "sliding_window": {"@misc": "spacy-bertcat.sliding_window.v1", "stride": 10, "aggregation": "attention", "max_windows": 3},
+    "sliding_window": {
+        "@misc": "spacy-bertcat.sliding_window.v1",
+        "stride": 10,
+        "aggregation": "attention",
+        "max_windows": 3,
+    },
 }
 LONG_TEXT = "the team won the match and the bank profit was good " * 30  # > 300 wordpieces
 TEXTS = [text for text, _ in SINGLE_DATA] + [LONG_TEXT, ""]
@@ -49,7 +54,10 @@ def family_dirs(tmp_path_factory):
 
 
 def dropout_settings(family, value=0.0):
-    return {s: (None if s in family.no_dropout else value) for s in ("hidden_dropout", "attention_dropout", "classifier_dropout")}
+    return {
+        s: (None if s in family.no_dropout else value)
+        for s in ("hidden_dropout", "attention_dropout", "classifier_dropout")
+    }
 
 
 def make_family_nlp(family, model_dir, chunking="head", max_length=24, **settings):
@@ -74,7 +82,9 @@ def base_prefix(nlp):
 
 def test_matrix_lists_the_tested_families():
     expected = set(TESTED_FAMILIES)
-    assert {f.model_type for f in FAMILIES} == (expected if TF5 else {t for t in expected if t in {f.model_type for f in FAMILIES}})
+    assert {f.model_type for f in FAMILIES} == (
+        expected if TF5 else {t for t in expected if t in {f.model_type for f in FAMILIES}}
+    )
     assert len(FAMILIES) >= 21
 
 
@@ -193,25 +203,41 @@ def test_family_lr_scales_and_decay(family, family_dirs, record_property):
     encoder_map, shim = pipe.encoder_map, pipe.model.shims[0]
     positions = encoder_map.positions()
     prefix = base_prefix(nlp)
-    top = [n[len(prefix):] for n in encoder_map.layers[-1] if not n.startswith(prefix + family.bottom_layer.replace("0", str(encoder_map.n_layers - 1), 1))]
-    record_property("map", {
-        "layers": encoder_map.n_layers, "applications": encoder_map.applications,
-        "shared": [n[len(prefix):] for n in encoder_map.shared], "top": top,
-        "head": sorted({(n[len(prefix):] if n.startswith(prefix) else n.replace("hf_model.", "", 1)).split(".")[0] for n in encoder_map.head}),
-        "position_offset": encoder_map.position_offset,
-        "position_table": encoder_map.position_table,
-    })
+    top = [
+        n[len(prefix) :]
+        for n in encoder_map.layers[-1]
+        if not n.startswith(prefix + family.bottom_layer.replace("0", str(encoder_map.n_layers - 1), 1))
+    ]
+    record_property(
+        "map",
+        {
+            "layers": encoder_map.n_layers,
+            "applications": encoder_map.applications,
+            "shared": [n[len(prefix) :] for n in encoder_map.shared],
+            "top": top,
+            "head": sorted(
+                {
+                    (n[len(prefix) :] if n.startswith(prefix) else n.replace("hf_model.", "", 1)).split(".")[0]
+                    for n in encoder_map.head
+                }
+            ),
+            "position_offset": encoder_map.position_offset,
+            "position_table": encoder_map.position_table,
+        },
+    )
     for name, (kind, _) in positions.items():
-        pretrained = name.startswith(prefix) and not name[len(prefix):].startswith("pooler")
+        pretrained = name.startswith(prefix) and not name[len(prefix) :].startswith("pooler")
         assert (kind != "head") == pretrained, name
     for rel, expected in family.kinds.items():
         kind, index = positions[prefix + rel]
-        assert (kind if expected != "top" else index) == (expected if expected != "top" else encoder_map.n_layers - 1), rel
+        assert (kind if expected != "top" else index) == (
+            expected if expected != "top" else encoder_map.n_layers - 1
+        ), rel
     hf_decay = set(Trainer.get_decay_parameter_names(None, shim.hf_model))
     exempt = {n for n, _ in shim.hf_model.named_parameters()} - hf_decay
     from spacy_bertcat.layers.param_groups import no_decay_names
 
-    assert {n[len("hf_model."):] for n in no_decay_names(shim.model) if n.startswith("hf_model.")} == exempt
+    assert {n[len("hf_model.") :] for n in no_decay_names(shim.model) if n.startswith("hf_model.")} == exempt
 
     n_layers = encoder_map.n_layers
     lr = 1e-3
@@ -273,7 +299,10 @@ def saved_families(tmp_path_factory, family_dirs):
             expected[family.model_type] = [doc.cats for doc in nlp.pipe(TEXTS)]
     out = subprocess.run(
         [sys.executable, "-m", "tests.drift_worker", "predict-families", str(root)],
-        cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
     )
     loaded = json.loads((root / "predictions.json").read_text()) if out.returncode == 0 else {}
     return expected, loaded, out.stderr[-3000:]
@@ -311,8 +340,19 @@ def _config(cls_name, **settings):
     [
         ("XLNetConfig", {"d_model": 32, "n_layer": 2, "n_head": 2, "d_inner": 37}, "not a bidirectional encoder"),
         ("GPT2Config", {"n_embd": 32, "n_layer": 2, "n_head": 2}, "not a bidirectional encoder"),
-        ("BartConfig", {"d_model": 32, "encoder_layers": 1, "decoder_layers": 1, "encoder_attention_heads": 2,
-                        "decoder_attention_heads": 2, "encoder_ffn_dim": 37, "decoder_ffn_dim": 37}, "encoder-decoder"),
+        (
+            "BartConfig",
+            {
+                "d_model": 32,
+                "encoder_layers": 1,
+                "decoder_layers": 1,
+                "encoder_attention_heads": 2,
+                "decoder_attention_heads": 2,
+                "encoder_ffn_dim": 37,
+                "decoder_ffn_dim": 37,
+            },
+            "encoder-decoder",
+        ),
         ("FNetConfig", {"hidden_size": 32, "num_hidden_layers": 2, "intermediate_size": 37}, "no attention mask"),
     ],
     ids=["xlnet", "gpt2", "bart", "fnet"],
@@ -323,7 +363,9 @@ def test_models_that_are_not_bert_family_encoders_are_refused(tmp_path, cls_name
     reason, before any training."""
     model_dir = _save_model(tmp_path, _config(cls_name, **settings))
     nlp = spacy.blank("en")
-    nlp.add_pipe("bertcat", config=tiny_config(model_dir, hidden_dropout=None, attention_dropout=None, classifier_dropout=None))
+    nlp.add_pipe(
+        "bertcat", config=tiny_config(model_dir, hidden_dropout=None, attention_dropout=None, classifier_dropout=None)
+    )
     examples = make_examples(nlp, SINGLE_DATA)
     with pytest.raises(ValueError, match=f"BC051.*{reason}"):
         nlp.initialize(lambda: examples)
@@ -378,7 +420,9 @@ def test_loading_does_not_depend_on_the_attention_implementation(family_dirs, tm
     nlp.to_disk(tmp_path / "p")
     expected = [doc.cats for doc in nlp.pipe(TEXTS[:3])]
     for loaded_with in ("sdpa", "eager", None):
-        loaded = spacy.load(tmp_path / "p", config={"components": {"bertcat": {"model": {"attn_implementation": loaded_with}}}})
+        loaded = spacy.load(
+            tmp_path / "p", config={"components": {"bertcat": {"model": {"attn_implementation": loaded_with}}}}
+        )
         assert_same_cats([doc.cats for doc in loaded.pipe(TEXTS[:3])], expected)
 
 
@@ -402,8 +446,9 @@ def test_family_lora(family, family_dirs, tmp_path):
     nlp, examples, optimizer = make_family_nlp(family, family_dirs(family.model_type), adapter=adapter)
     shim = nlp.get_pipe("bertcat").model.shims[0]
     assert shim.adapter_targets
-    layers_with_adapters = {nlp.get_pipe("bertcat").encoder_map.positions()[n][1]
-                            for n in weights(nlp) if ".lora_" in n}
+    layers_with_adapters = {
+        nlp.get_pipe("bertcat").encoder_map.positions()[n][1] for n in weights(nlp) if ".lora_" in n
+    }
     assert layers_with_adapters == set(range(shim.encoder_map.n_layers))
     before = weights(nlp)
     for _ in range(2):
@@ -445,6 +490,8 @@ def test_family_onnx(family, family_dirs):
             optimize_pipe(nlp.get_pipe("bertcat"), int8=int8)
             got = [doc.cats for doc in nlp.pipe(TEXTS)]
         if not int8:
-            numpy.testing.assert_allclose([list(c.values()) for c in got], [list(c.values()) for c in expected], atol=1e-4)
+            numpy.testing.assert_allclose(
+                [list(c.values()) for c in got], [list(c.values()) for c in expected], atol=1e-4
+            )
         for cats in got:
             assert sum(cats.values()) == pytest.approx(1.0, abs=1e-5)

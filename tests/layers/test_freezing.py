@@ -1,4 +1,5 @@
 """Freezing, gradual unfreezing, discriminative / layer-wise learning rates, dropout."""
+
 import numpy
 import pytest
 import spacy
@@ -7,12 +8,10 @@ from spacy.cli.train import train
 from spacy.util import registry
 from thinc.api import SGD, Adam, RAdam, fix_random_seed
 
-from spacy_bertcat.training.unfreezing import unfrozen_layers
 from spacy_bertcat.layers.param_groups import lr_scale
+from spacy_bertcat.training.unfreezing import unfrozen_layers
 
-from ..support import make_nlp
-from ..support import CONFIGS, write_corpus
-from ..support import SINGLE_DATA
+from ..support import CONFIGS, SINGLE_DATA, make_nlp, write_corpus
 
 
 def state(pipe):
@@ -28,7 +27,10 @@ def changed(before, after):
     [
         ({"freeze_embeddings": True}, ["hf_model.bert.embeddings."]),
         ({"freeze_layers": 1}, ["hf_model.bert.encoder.layer.0."]),
-        ({"freeze_embeddings": True, "freeze_layers": 2}, ["hf_model.bert.embeddings.", "hf_model.bert.encoder.layer."]),
+        (
+            {"freeze_embeddings": True, "freeze_layers": 2},
+            ["hf_model.bert.embeddings.", "hf_model.bert.encoder.layer."],
+        ),
     ],
 )
 def test_frozen_parameters_do_not_change(tiny_bert, tmp_path, settings, frozen_prefixes):
@@ -54,9 +56,21 @@ def positions(nlp):
 
 def test_param_positions_across_families(tiny_models):
     expected = {
-        "bert": ("hf_model.bert.embeddings.word_embeddings.weight", "hf_model.bert.encoder.layer.1.output.dense.weight", "hf_model.classifier.weight"),
-        "distilbert": ("hf_model.distilbert.embeddings.word_embeddings.weight", "hf_model.distilbert.transformer.layer.1.ffn.lin1.weight", "hf_model.pre_classifier.weight"),
-        "roberta": ("hf_model.roberta.embeddings.word_embeddings.weight", "hf_model.roberta.encoder.layer.1.output.dense.weight", "hf_model.classifier.out_proj.weight"),
+        "bert": (
+            "hf_model.bert.embeddings.word_embeddings.weight",
+            "hf_model.bert.encoder.layer.1.output.dense.weight",
+            "hf_model.classifier.weight",
+        ),
+        "distilbert": (
+            "hf_model.distilbert.embeddings.word_embeddings.weight",
+            "hf_model.distilbert.transformer.layer.1.ffn.lin1.weight",
+            "hf_model.pre_classifier.weight",
+        ),
+        "roberta": (
+            "hf_model.roberta.embeddings.word_embeddings.weight",
+            "hf_model.roberta.encoder.layer.1.output.dense.weight",
+            "hf_model.classifier.out_proj.weight",
+        ),
     }
     for model_type, name in tiny_models.items():
         nlp, _, _ = make_nlp(name)
@@ -144,7 +158,9 @@ def test_unfreezing_schedule():
 
 def test_gradual_unfreezing_callback(tiny_bert):
     nlp, examples, optimizer = make_nlp(tiny_bert, freeze_embeddings=False)
-    callback = registry.callbacks.get("spacy-bertcat.gradual_unfreezing.v1")(head_steps=2, unfreeze_every=2, layers_per_stage=1)
+    callback = registry.callbacks.get("spacy-bertcat.gradual_unfreezing.v1")(
+        head_steps=2, unfreeze_every=2, layers_per_stage=1
+    )
     shim = nlp.get_pipe("bertcat").model.shims[0]
 
     where = positions(nlp)

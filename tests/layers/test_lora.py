@@ -1,6 +1,7 @@
 """LoRA adapters (peft) through `spacy train` and `spacy.load`: what trains, both ways
 of saving, loading without peft, and bad settings. Every family's default targets are
 checked in test_families.py (test_family_lora)."""
+
 import json
 import os
 import subprocess
@@ -11,8 +12,7 @@ import spacy
 import torch
 from confection import ConfigValidationError
 
-from ..support import CONFIGS, write_corpus
-from ..support import SINGLE_DATA, make_examples, make_model_dir, tiny_config
+from ..support import CONFIGS, SINGLE_DATA, make_examples, make_model_dir, tiny_config, write_corpus
 
 # Depends on the transformers version: `make test-tf5` runs it under transformers 5 too.
 pytestmark = pytest.mark.transformers
@@ -37,8 +37,13 @@ def params(nlp):
 
 
 def run(*args, env=None, cwd=None):
-    out = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                         env=dict(os.environ, HF_HUB_OFFLINE="1", **(env or {})))
+    out = subprocess.run(
+        [sys.executable, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=dict(os.environ, HF_HUB_OFFLINE="1", **(env or {})),
+    )
     return out
 
 
@@ -69,11 +74,33 @@ def test_spacy_train_with_lora_and_load_in_a_new_process(tiny_bert, tmp_path, sa
     config = spacy.util.load_config(CONFIGS / "bertcat.cfg")
     config["components"]["bertcat"]["model"]["adapter"] = {**LORA, "save": save}
     config.to_disk(tmp_path / "lora.cfg")
-    out = run("-m", "spacy", "train", tmp_path / "lora.cfg", "--output", tmp_path / "out",
-              "--paths.train", corpus, "--paths.dev", corpus, "--components.bertcat.model.name", tiny_bert,
-              "--components.bertcat.model.max_length", "32", "--training.max_steps", "6",
-              "--training.optimizer.learn_rate.total_steps", "6", "--training.eval_frequency", "3",
-              "--training.batcher.size", "8", "--training.optimizer.learn_rate.initial_rate", "0.01", cwd=tmp_path)
+    out = run(
+        "-m",
+        "spacy",
+        "train",
+        tmp_path / "lora.cfg",
+        "--output",
+        tmp_path / "out",
+        "--paths.train",
+        corpus,
+        "--paths.dev",
+        corpus,
+        "--components.bertcat.model.name",
+        tiny_bert,
+        "--components.bertcat.model.max_length",
+        "32",
+        "--training.max_steps",
+        "6",
+        "--training.optimizer.learn_rate.total_steps",
+        "6",
+        "--training.eval_frequency",
+        "3",
+        "--training.batcher.size",
+        "8",
+        "--training.optimizer.learn_rate.initial_rate",
+        "0.01",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     model_last = tmp_path / "out" / "model-last"
     nlp = spacy.load(model_last)
@@ -116,7 +143,9 @@ def test_lora_with_per_layer_settings(tiny_bert):
     assert trainable and {positions[n][1] for n in trainable} == {1}
     pipe.set_trainable_top_layers(None)
     nlp = spacy.blank("en")
-    nlp.add_pipe("bertcat", config=tiny_config(tiny_bert, adapter=LORA, freeze_layers=1, layer_lr_decay=0.5, head_lr_scale=3.0))
+    nlp.add_pipe(
+        "bertcat", config=tiny_config(tiny_bert, adapter=LORA, freeze_layers=1, layer_lr_decay=0.5, head_lr_scale=3.0)
+    )
     nlp.initialize(lambda: make_examples(nlp, SINGLE_DATA))
     pipe = nlp.get_pipe("bertcat")
     positions = pipe.encoder_map.positions()
@@ -144,7 +173,11 @@ def test_a_loaded_merged_pipeline_trains_a_fresh_adapter(tiny_bert, tmp_path):
     after = params(loaded)
     assert any(".lora_" in n for n in after)
     for name, value in merged.items():  # the merged encoder weights stay as they were
-        current = after.get(name) if name in after else after[name.replace(".weight", ".base_layer.weight").replace(".bias", ".base_layer.bias")]
+        current = (
+            after.get(name)
+            if name in after
+            else after[name.replace(".weight", ".base_layer.weight").replace(".bias", ".base_layer.bias")]
+        )
         if name not in loaded.get_pipe("bertcat").encoder_map.head:
             assert torch.equal(current.detach(), value), name
 
@@ -156,7 +189,9 @@ def test_adapter_on_another_base_is_refused(tiny_bert, tmp_path):
     other = make_model_dir(tmp_path / "other", "bert", seed=1)
     out = predict_in_new_process(tmp_path / "p", tmp_path, config={"components.bertcat.model.name": other})
     assert out.returncode != 0 and "BC062" in out.stderr and "not the ones it was trained on" in out.stderr
-    out = predict_in_new_process(tmp_path / "p", tmp_path, config={"components.bertcat.model.name": str(tmp_path / "missing")})
+    out = predict_in_new_process(
+        tmp_path / "p", tmp_path, config={"components.bertcat.model.name": str(tmp_path / "missing")}
+    )
     assert out.returncode != 0 and "BC062" in out.stderr and "cannot be loaded" in out.stderr
     assert predict_in_new_process(tmp_path / "p", tmp_path).returncode == 0
 

@@ -1,5 +1,6 @@
 """The optimizer step: exact gradient accumulation, global-norm clipping, no decay on
 biases and norms, learning rates from the thinc optimizer and its schedule."""
+
 import copy
 
 import numpy
@@ -12,8 +13,8 @@ from spacy_bertcat.layers.encoder_map import EncoderMap
 from spacy_bertcat.layers.optim import OptimizerStep
 from spacy_bertcat.layers.param_groups import no_decay_names, param_groups
 
-from ..support import make_nlp
-from ..support import DATA
+from ..support import DATA, make_nlp
+
 
 def grads(pipe):
     """The accumulated gradient of the mean loss (backward accumulates batch means

@@ -3,6 +3,7 @@ local Ray with 2 CPUs: the scores equal single-process nlp.pipe, row for row and
 order; an actor killed mid-run loses and duplicates nothing; the command reads a glob
 of messy shards into a complete folder (or refuses a used one); bad settings fail
 with coded errors before anything starts."""
+
 import json
 import os
 import random
@@ -17,8 +18,8 @@ import numpy
 import pytest
 import spacy
 
-from spacy_bertcat.evaluation.calibrate import calibrate_pipe
 from spacy_bertcat.components.pipes import Classifier
+from spacy_bertcat.evaluation.calibrate import calibrate_pipe
 from spacy_bertcat.evaluation.report import gold_matrix
 
 from ..support import MULTI_DATA, SINGLE_DATA, WORDS, make_examples, train_tiny
@@ -30,7 +31,9 @@ pytest.importorskip("ray.data")
 from spacy_bertcat.predict import ray as bertcat_ray  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-PREDICTOR = "BertcatPredictor"  # in the process title of a Ray Data map actor: ray::MapWorker(MapBatches(BertcatPredictor))
+PREDICTOR = (
+    "BertcatPredictor"  # in the process title of a Ray Data map actor: ray::MapWorker(MapBatches(BertcatPredictor))
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -80,8 +83,10 @@ def blocks(table, rows_per_block):
 def expected_rows(model, texts):
     nlp = spacy.load(model)
     docs = list(nlp.pipe([t if isinstance(t, str) else "" for t in texts]))
-    return [(d.cats, d._.bertcat_sets.get("bertcat") if d._.bertcat_sets else None) if isinstance(t, str) else None
-            for d, t in zip(docs, texts)]
+    return [
+        (d.cats, d._.bertcat_sets.get("bertcat") if d._.bertcat_sets else None) if isinstance(t, str) else None
+        for d, t in zip(docs, texts)
+    ]
 
 
 def assert_scores(rows, expected):
@@ -94,7 +99,9 @@ def assert_scores(rows, expected):
             continue
         assert row["error"] is None and set(row["cats"]) == set(exp[0])
         labels = sorted(exp[0])
-        numpy.testing.assert_allclose([row["cats"][k] for k in labels], [exp[0][k] for k in labels], rtol=1e-5, atol=1e-6)
+        numpy.testing.assert_allclose(
+            [row["cats"][k] for k in labels], [exp[0][k] for k in labels], rtol=1e-5, atol=1e-6
+        )
 
 
 def test_predictions_equal_nlp_pipe_in_order(single_model):
@@ -115,14 +122,17 @@ def test_predictions_equal_nlp_pipe_in_order(single_model):
 
 def test_multilabel_predictions_and_drop_text(multi_model):
     texts = random_texts(300, seed=1)
-    out = bertcat_ray.predict(blocks(pa.table({"text": texts, "id": list(range(300))}), 100), str(multi_model),
-                              batch_size=32, keep_text=False)
+    out = bertcat_ray.predict(
+        blocks(pa.table({"text": texts, "id": list(range(300))}), 100), str(multi_model), batch_size=32, keep_text=False
+    )
     rows = out.take_all()
     assert [r["id"] for r in rows] == list(range(300)) and "text" not in rows[0]
     expected = expected_rows(multi_model, texts)
     assert_scores(rows, expected)
     thresholds = Classifier(spacy.load(multi_model)).thresholds
-    assert [r["predicted_labels"] for r in rows] == [[k for k, v in e[0].items() if v >= thresholds[k]] for e in expected]
+    assert [r["predicted_labels"] for r in rows] == [
+        [k for k, v in e[0].items() if v >= thresholds[k]] for e in expected
+    ]
     assert "predicted_label" not in rows[0] and "prediction_set" not in rows[0]
 
 
@@ -188,20 +198,38 @@ def test_cli_engine_ray_reads_a_glob_of_messy_shards(single_model, tmp_path):
     source.mkdir()
     texts = random_texts(60, seed=3)
     write_lines(source / "a.jsonl", [json.dumps({"id": f"a{i}", "text": t}) for i, t in enumerate(texts[:20])])
-    write_lines(source / "b.jsonl", [
-        json.dumps({"id": "b0", "text": texts[20]}),
-        json.dumps({"id": "b1", "text": None}),  # null text
-        json.dumps({"id": "b2", "body": "no text field"}),
-        "{not json",
-        "",  # a blank line: no record
-        json.dumps({"id": "b5", "text": 42}),  # not a string
-        json.dumps({"id": "b6", "text": texts[21]}),
-    ])
-    write_lines(source / "c.jsonl", [json.dumps({"id": f"c{i}", "text": t, "extra": i}) for i, t in enumerate(texts[22:])])
+    write_lines(
+        source / "b.jsonl",
+        [
+            json.dumps({"id": "b0", "text": texts[20]}),
+            json.dumps({"id": "b1", "text": None}),  # null text
+            json.dumps({"id": "b2", "body": "no text field"}),
+            "{not json",
+            "",  # a blank line: no record
+            json.dumps({"id": "b5", "text": 42}),  # not a string
+            json.dumps({"id": "b6", "text": texts[21]}),
+        ],
+    )
+    write_lines(
+        source / "c.jsonl", [json.dumps({"id": f"c{i}", "text": t, "extra": i}) for i, t in enumerate(texts[22:])]
+    )
     write_lines(source / "ignored.txt", ["not matched by the glob"])
     output = tmp_path / "out"
-    command = [sys.executable, "-m", "spacy_bertcat", "predict", str(single_model), str(source / "*.jsonl"), str(output),
-               "--engine", "ray", "--batch-size", "8", "--rows-per-file", "16"]
+    command = [
+        sys.executable,
+        "-m",
+        "spacy_bertcat",
+        "predict",
+        str(single_model),
+        str(source / "*.jsonl"),
+        str(output),
+        "--engine",
+        "ray",
+        "--batch-size",
+        "8",
+        "--rows-per-file",
+        "16",
+    ]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     run = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -213,7 +241,14 @@ def test_cli_engine_ray_reads_a_glob_of_messy_shards(single_model, tmp_path):
     ids = [f"a{i}" for i in range(20)] + ["b0", "b1", "b2", None, "b5", "b6"] + [f"c{i}" for i in range(38)]
     assert [r["id"] for r in rows] == ids
     assert [(r["source"], r["line"]) for r in rows[19:27]] == [
-        ("a.jsonl", 20), ("b.jsonl", 1), ("b.jsonl", 2), ("b.jsonl", 3), ("b.jsonl", 4), ("b.jsonl", 6), ("b.jsonl", 7), ("c.jsonl", 1)
+        ("a.jsonl", 20),
+        ("b.jsonl", 1),
+        ("b.jsonl", 2),
+        ("b.jsonl", 3),
+        ("b.jsonl", 4),
+        ("b.jsonl", 6),
+        ("b.jsonl", 7),
+        ("c.jsonl", 1),
     ]
     errors = {r["id"]: r["error"] for r in rows if r["error"]}
     assert "must be a string, got None" in errors["b1"] and "text field 'text' is missing" in errors["b2"]
@@ -236,15 +271,32 @@ def test_predict_files_folder_of_csv_and_parquet_to_jsonl(single_model, tmp_path
     source = tmp_path / "in"
     source.mkdir()
     texts = random_texts(30, seed=4)
-    (source / "a.csv").write_text("review,id\n" + "".join(f'"{t}",{i}\n' for i, t in enumerate(texts[:10])), encoding="utf-8")
-    pq.write_table(pa.table({"review": texts[10:] + [None], "id": [str(i) for i in range(10, 31)]}), source / "b.parquet")
-    result = bertcat_ray.predict_files(single_model, source, tmp_path / "out", output_format="jsonl", text_column="review",
-                                       batch_size=7, keep_text=False)
+    (source / "a.csv").write_text(
+        "review,id\n" + "".join(f'"{t}",{i}\n' for i, t in enumerate(texts[:10])), encoding="utf-8"
+    )
+    pq.write_table(
+        pa.table({"review": texts[10:] + [None], "id": [str(i) for i in range(10, 31)]}), source / "b.parquet"
+    )
+    result = bertcat_ray.predict_files(
+        single_model,
+        source,
+        tmp_path / "out",
+        output_format="jsonl",
+        text_column="review",
+        batch_size=7,
+        keep_text=False,
+    )
     assert (result.n_rows, result.n_errors) == (31, 1)
-    lines = [json.loads(line) for p in sorted((tmp_path / "out").iterdir()) for line in p.read_text(encoding="utf-8").splitlines()]
+    lines = [
+        json.loads(line)
+        for p in sorted((tmp_path / "out").iterdir())
+        for line in p.read_text(encoding="utf-8").splitlines()
+    ]
     assert [r["id"] for r in lines] == [str(i) for i in range(31)]
     assert [(r["source"], r.get("line"), r.get("row")) for r in lines[9:12]] == [
-        ("a.csv", 11, None), ("b.parquet", None, 1), ("b.parquet", None, 2)
+        ("a.csv", 11, None),
+        ("b.parquet", None, 1),
+        ("b.parquet", None, 2),
     ]
     assert all("review" not in r for r in lines) and lines[-1]["error"] and lines[-1]["cats"] is None
     assert_scores(lines[:-1], expected_rows(single_model, texts))
@@ -257,7 +309,9 @@ def test_files_whose_fields_differ_in_type_get_one_schema(single_model, tmp_path
     source = tmp_path / "in"
     source.mkdir()
     (source / "a.jsonl").write_text('{"id": 1, "text": "a good film", "n": 1}\n{"id": 2, "text": "bad", "n": 2}\n')
-    (source / "b.jsonl").write_text('{"id": "x3", "text": "great", "n": 2.5, "tags": ["a"]}\n{"id": "x4", "text": "awful"}\n')
+    (source / "b.jsonl").write_text(
+        '{"id": "x3", "text": "great", "n": 2.5, "tags": ["a"]}\n{"id": "x4", "text": "awful"}\n'
+    )
     result = bertcat_ray.predict_files(single_model, source, tmp_path / "out")
     assert (result.n_rows, result.n_errors) == (4, 0)
     rows = bertcat_ray.read_output(tmp_path / "out").to_pylist()
@@ -277,9 +331,14 @@ def test_predict_table_passes_errors_and_replaces_prediction_columns(single_mode
     record is not classified); input columns named like a prediction field
     (the user's own `error` column too) are replaced, their rows classified."""
     nlp = spacy.load(single_model)
-    table = pa.table({"text": ["a great film", "", "bad", "good"], "cats": [1, 2, 3, 4],
-                      "error": [None, None, None, "the user's own value"],
-                      bertcat_ray.READ_ERROR: [None, None, "unreadable", None]})
+    table = pa.table(
+        {
+            "text": ["a great film", "", "bad", "good"],
+            "cats": [1, 2, 3, 4],
+            "error": [None, None, None, "the user's own value"],
+            bertcat_ray.READ_ERROR: [None, None, "unreadable", None],
+        }
+    )
     out = bertcat_ray.predict_table(nlp, Classifier(nlp), table)
     rows = out.to_pylist()
     assert out.column_names == ["text", "cats", "predicted_label", "prediction_set", "error"]
@@ -296,8 +355,14 @@ def test_bad_settings_fail_before_anything_runs(single_model, tmp_path):
     with pytest.raises(ValueError, match=r"BC073.*'text'.*\['body'\]"):
         bertcat_ray.predict(ds, single_model)
     ds = ray.data.from_items([{"text": "a text"}])
-    for setting in (dict(batch_size=0), dict(batch_size=2.5), dict(concurrency=0), dict(concurrency=(3, 1)),
-                    dict(num_gpus=-1), dict(num_cpus=0)):
+    for setting in (
+        dict(batch_size=0),
+        dict(batch_size=2.5),
+        dict(concurrency=0),
+        dict(concurrency=(3, 1)),
+        dict(num_gpus=-1),
+        dict(num_cpus=0),
+    ):
         with pytest.raises(ValueError, match="BC074"):
             bertcat_ray.predict(ds, single_model, **setting)
     with pytest.raises(ValueError, match="BC075.*every node"):

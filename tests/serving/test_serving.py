@@ -4,6 +4,7 @@ does (float32: to float noise; int8: closely), keeps chunking, aggregation,
 thresholds and calibration, works with n_process and spaCy's own verbs, refuses to
 train, and fails clearly where ONNX Runtime is missing. Every encoder family's
 export is checked in test_families.py (test_family_onnx)."""
+
 import json
 import os
 import subprocess
@@ -17,8 +18,7 @@ import spacy
 from spacy_bertcat.evaluation.calibrate import calibrate_pipe
 from spacy_bertcat.evaluation.report import gold_matrix
 
-from ..support import assert_same_cats
-from ..support import MULTI_DATA, SINGLE_DATA, make_examples, tiny_config
+from ..support import MULTI_DATA, SINGLE_DATA, assert_same_cats, make_examples, tiny_config
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -45,8 +45,13 @@ PREDICT = (
 
 
 def run(*args, cwd=None):
-    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=cwd or ROOT,
-                          env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    return subprocess.run(
+        [sys.executable, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    )
 
 
 def predict_in_new_process(path, texts=TEXTS, onnxruntime=True, n_process=1):
@@ -74,12 +79,21 @@ def original(tiny_bert, tmp_path_factory):
     nlp, _ = trained_nlp(tiny_bert)
     # calibrated on other texts than TEXTS: a conformal quantile taken on a text's own
     # score would put that text exactly on the set's boundary, where float noise decides
-    held_out = make_examples(nlp, [(f"{text} {word}", cats) for text, cats in SINGLE_DATA for word in ("indeed", "so", "then", "now", "too", "again")])
+    held_out = make_examples(
+        nlp,
+        [
+            (f"{text} {word}", cats)
+            for text, cats in SINGLE_DATA
+            for word in ("indeed", "so", "then", "now", "too", "again")
+        ],
+    )
     docs = [eg.reference for eg in held_out]
     gold, mask = gold_matrix(docs, nlp.get_pipe("bertcat").labels)
     calibrate_pipe(nlp.get_pipe("bertcat"), docs, gold, mask, alphas=[0.2])
     nlp.to_disk(path)
-    return path, [[d.cats, d._.bertcat_labels, d._.bertcat_uncalibrated_cats, d._.bertcat_sets] for d in nlp.pipe(TEXTS)]
+    return path, [
+        [d.cats, d._.bertcat_labels, d._.bertcat_uncalibrated_cats, d._.bertcat_sets] for d in nlp.pipe(TEXTS)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +154,9 @@ def test_spacy_evaluate_and_predict_on_an_optimized_pipeline(optimized, tmp_path
 
 
 def test_optimize_check_compares_with_the_original(original, tmp_path):
-    (tmp_path / "dev.jsonl").write_text("".join(json.dumps({"text": t, "label": max(c, key=c.get)}) + "\n" for t, c in SINGLE_DATA))
+    (tmp_path / "dev.jsonl").write_text(
+        "".join(json.dumps({"text": t, "label": max(c, key=c.get)}) + "\n" for t, c in SINGLE_DATA)
+    )
     out = run("-m", "spacy_bertcat", "optimize", original[0], tmp_path / "fast", "--check", tmp_path / "dev.jsonl")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "same decisions" in out.stdout and "accuracy" in out.stdout

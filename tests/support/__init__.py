@@ -1,6 +1,7 @@
 """What the tests share: tiny random models and toy data (no files shipped, no
 downloads; every encoder family in support/families.py) and small helpers that build,
 train, compare and save pipelines."""
+
 import string
 from pathlib import Path
 from typing import Dict, List
@@ -60,18 +61,31 @@ def make_model_dir(path: Path, model_type: str = "bert", max_positions: int = 12
     n_vocab = len(tokenizer)
     if model_type == "bert":
         config = BertConfig(
-            vocab_size=n_vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=37, max_position_embeddings=max_positions,
+            vocab_size=n_vocab,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=37,
+            max_position_embeddings=max_positions,
         )
     elif model_type == "distilbert":
         config = DistilBertConfig(
-            vocab_size=n_vocab, dim=32, n_layers=2, n_heads=2, hidden_dim=37,
+            vocab_size=n_vocab,
+            dim=32,
+            n_layers=2,
+            n_heads=2,
+            hidden_dim=37,
             max_position_embeddings=max_positions,
         )
     elif model_type == "roberta":
         config = RobertaConfig(
-            vocab_size=n_vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=37, max_position_embeddings=max_positions + 2, pad_token_id=0,
+            vocab_size=n_vocab,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=37,
+            max_position_embeddings=max_positions + 2,
+            pad_token_id=0,
         )
     else:
         raise ValueError(model_type)

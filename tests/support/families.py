@@ -7,6 +7,7 @@ keeps its bottom layer and which of its tensors outside the layers are shared
 encoder tensors or belong to the top layer: tests/layers/test_families.py checks the map
 against these expectations.
 """
+
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,10 @@ FRAMES = {
     "bert": (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], "[CLS] $A [SEP]"),
     "roberta": (["<s>", "<pad>", "</s>", "<unk>", "<mask>"], "<s> $A </s>"),
     "funnel": (["<pad>", "<unk>", "<cls>", "<sep>", "<mask>"], "<cls>:2 $A:0 <sep>:0"),
-    "llama": (["<pad>", "<unk>", "<|begin_of_text|>", "<|end_of_text|>", "<|mask|>"], "<|begin_of_text|> $A <|end_of_text|>"),
+    "llama": (
+        ["<pad>", "<unk>", "<|begin_of_text|>", "<|end_of_text|>", "<|mask|>"],
+        "<|begin_of_text|> $A <|end_of_text|>",
+    ),
 }
 
 
@@ -54,8 +58,14 @@ def _bert_like(cls_name: str, offset: int = 0, **extra):
     def build(vocab: int, pad: int):
         cls = getattr(transformers, cls_name)
         return cls(
-            vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
-            intermediate_size=FFN, max_position_embeddings=MAX_POSITIONS + offset, pad_token_id=pad, **extra,
+            vocab_size=vocab,
+            hidden_size=HIDDEN,
+            num_hidden_layers=LAYERS,
+            num_attention_heads=HEADS,
+            intermediate_size=FFN,
+            max_position_embeddings=MAX_POSITIONS + offset,
+            pad_token_id=pad,
+            **extra,
         )
 
     return build
@@ -72,16 +82,38 @@ FAMILIES = [
     Family("bert", _bert_like("BertConfig"), kinds={"pooler.dense.weight": "head"}),
     Family(
         "distilbert",
-        _build("DistilBertConfig", dim=HIDDEN, n_layers=LAYERS, n_heads=HEADS, hidden_dim=FFN, max_position_embeddings=MAX_POSITIONS),
+        _build(
+            "DistilBertConfig",
+            dim=HIDDEN,
+            n_layers=LAYERS,
+            n_heads=HEADS,
+            hidden_dim=FFN,
+            max_position_embeddings=MAX_POSITIONS,
+        ),
         bottom_layer="transformer.layer.0.",
     ),
     Family("roberta", _bert_like("RobertaConfig", offset=2), frame="roberta"),
     Family("xlm-roberta", _bert_like("XLMRobertaConfig", offset=2), frame="roberta"),
     Family("camembert", _bert_like("CamembertConfig", offset=2), frame="roberta"),
     Family("data2vec-text", _bert_like("Data2VecTextConfig", offset=2), frame="roberta"),
-    Family("roberta-prelayernorm", _bert_like("RobertaPreLayerNormConfig", offset=2), frame="roberta", kinds={"LayerNorm.weight": "top"}),
-    Family("xlm-roberta-xl", _bert_like("XLMRobertaXLConfig", offset=2), frame="roberta", kinds={"encoder.LayerNorm.weight": "top"}),
-    Family("megatron-bert", _bert_like("MegatronBertConfig"), kinds={"encoder.ln.weight": "top"}, no_dropout=("classifier_dropout",)),
+    Family(
+        "roberta-prelayernorm",
+        _bert_like("RobertaPreLayerNormConfig", offset=2),
+        frame="roberta",
+        kinds={"LayerNorm.weight": "top"},
+    ),
+    Family(
+        "xlm-roberta-xl",
+        _bert_like("XLMRobertaXLConfig", offset=2),
+        frame="roberta",
+        kinds={"encoder.LayerNorm.weight": "top"},
+    ),
+    Family(
+        "megatron-bert",
+        _bert_like("MegatronBertConfig"),
+        kinds={"encoder.ln.weight": "top"},
+        no_dropout=("classifier_dropout",),
+    ),
     Family(
         "albert",
         _bert_like("AlbertConfig", embedding_size=16, num_hidden_groups=1, inner_group_num=1),
@@ -89,55 +121,115 @@ FAMILIES = [
         kinds={"encoder.embedding_hidden_mapping_in.weight": "shared", "pooler.weight": "head"},
         shares_layers=True,
     ),
-    Family("electra", _bert_like("ElectraConfig", embedding_size=16), kinds={"embeddings_project.weight": "embeddings"}),
-    Family("convbert", _bert_like("ConvBertConfig", embedding_size=16, conv_kernel_size=3), kinds={"embeddings_project.weight": "embeddings"}),
+    Family(
+        "electra", _bert_like("ElectraConfig", embedding_size=16), kinds={"embeddings_project.weight": "embeddings"}
+    ),
+    Family(
+        "convbert",
+        _bert_like("ConvBertConfig", embedding_size=16, conv_kernel_size=3),
+        kinds={"embeddings_project.weight": "embeddings"},
+    ),
     Family(
         "deberta",
-        _bert_like("DebertaConfig", relative_attention=True, position_biased_input=False, pos_att_type=["c2p", "p2c"], max_relative_positions=-1),
+        _bert_like(
+            "DebertaConfig",
+            relative_attention=True,
+            position_biased_input=False,
+            pos_att_type=["c2p", "p2c"],
+            max_relative_positions=-1,
+        ),
         kinds={"encoder.rel_embeddings.weight": "shared"},
     ),
     Family(
         "deberta-v2",  # the DeBERTa-v3 layout
         _bert_like(
-            "DebertaV2Config", relative_attention=True, position_biased_input=False, pos_att_type=["p2c", "c2p"],
-            max_relative_positions=-1, position_buckets=16, norm_rel_ebd="layer_norm", share_att_key=True,
+            "DebertaV2Config",
+            relative_attention=True,
+            position_biased_input=False,
+            pos_att_type=["p2c", "c2p"],
+            max_relative_positions=-1,
+            position_buckets=16,
+            norm_rel_ebd="layer_norm",
+            share_att_key=True,
         ),
         kinds={"encoder.rel_embeddings.weight": "shared", "encoder.LayerNorm.weight": "shared"},
     ),
     Family(
-        "mpnet", _bert_like("MPNetConfig", offset=2), frame="roberta",
-        kinds={"encoder.relative_attention_bias.weight": "shared"}, no_dropout=("classifier_dropout",),
+        "mpnet",
+        _bert_like("MPNetConfig", offset=2),
+        frame="roberta",
+        kinds={"encoder.relative_attention_bias.weight": "shared"},
+        no_dropout=("classifier_dropout",),
     ),
     Family(
         "modernbert",
-        _bert_like("ModernBertConfig", local_attention=8, global_attn_every_n_layers=2, cls_token_id=2, sep_token_id=3, bos_token_id=2, eos_token_id=3),
-        bottom_layer="layers.0.", kinds={"final_norm.weight": "top"},
+        _bert_like(
+            "ModernBertConfig",
+            local_attention=8,
+            global_attn_every_n_layers=2,
+            cls_token_id=2,
+            sep_token_id=3,
+            bos_token_id=2,
+            eos_token_id=3,
+        ),
+        bottom_layer="layers.0.",
+        kinds={"final_norm.weight": "top"},
     ),
     Family(
-        "longformer", _bert_like("LongformerConfig", offset=2, attention_window=[8, 8]), frame="roberta",
+        "longformer",
+        _bert_like("LongformerConfig", offset=2, attention_window=[8, 8]),
+        frame="roberta",
         no_dropout=("classifier_dropout",),
     ),
     Family("big_bird", _bert_like("BigBirdConfig", block_size=4, num_random_blocks=2), kinds={"pooler.weight": "head"}),
     Family(
         "funnel",
-        _build("FunnelConfig", architectures=["FunnelBaseModel"], block_sizes=[1, 1], num_decoder_layers=1, d_model=HIDDEN, n_head=HEADS, d_head=16, d_inner=FFN, max_position_embeddings=MAX_POSITIONS),
-        frame="funnel", bottom_layer="encoder.blocks.0.0.", no_dropout=("classifier_dropout",),
+        _build(
+            "FunnelConfig",
+            architectures=["FunnelBaseModel"],
+            block_sizes=[1, 1],
+            num_decoder_layers=1,
+            d_model=HIDDEN,
+            n_head=HEADS,
+            d_head=16,
+            d_inner=FFN,
+            max_position_embeddings=MAX_POSITIONS,
+        ),
+        frame="funnel",
+        bottom_layer="encoder.blocks.0.0.",
+        no_dropout=("classifier_dropout",),
     ),
     Family("ernie", _bert_like("ErnieConfig"), kinds={"pooler.dense.weight": "head"}),
     Family(
         "mobilebert",
-        _bert_like("MobileBertConfig", embedding_size=16, intra_bottleneck_size=16, true_hidden_size=16, num_feedforward_networks=2),
+        _bert_like(
+            "MobileBertConfig",
+            embedding_size=16,
+            intra_bottleneck_size=16,
+            true_hidden_size=16,
+            num_feedforward_networks=2,
+        ),
         kinds={"embeddings.embedding_transformation.weight": "embeddings"},
     ),
     # Families transformers 5 adds.
     Family(
-        "eurobert", _bert_like("EuroBertConfig", bos_token_id=2, eos_token_id=3, mask_token_id=4), frame="llama",
-        bottom_layer="layers.0.", kinds={"embed_tokens.weight": "embeddings", "norm.weight": "top"}, tf5_only=True,
+        "eurobert",
+        _bert_like("EuroBertConfig", bos_token_id=2, eos_token_id=3, mask_token_id=4),
+        frame="llama",
+        bottom_layer="layers.0.",
+        kinds={"embed_tokens.weight": "embeddings", "norm.weight": "top"},
+        tf5_only=True,
         no_dropout=("hidden_dropout", "classifier_dropout"),
     ),
     Family("gte", _bert_like("GteConfig"), frame="roberta", bottom_layer="layers.0.", tf5_only=True),
     Family("nomic_bert", _bert_like("NomicBertConfig"), bottom_layer="layers.0.", tf5_only=True),
-    Family("jina_embeddings_v3", _bert_like("JinaEmbeddingsV3Config", offset=2), frame="roberta", bottom_layer="layers.0.", tf5_only=True),
+    Family(
+        "jina_embeddings_v3",
+        _bert_like("JinaEmbeddingsV3Config", offset=2),
+        frame="roberta",
+        bottom_layer="layers.0.",
+        tf5_only=True,
+    ),
 ]
 FAMILIES = [f for f in FAMILIES if TF5 or not f.tf5_only]
 BY_TYPE = {f.model_type: f for f in FAMILIES}
@@ -163,8 +255,13 @@ def make_tokenizer(frame: str = "bert", model_max_length: int = 512):
         single=template, pair=f"{template} $B:1 {sep}:1", special_tokens=[(cls, vocab[cls]), (sep, vocab[sep])]
     )
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, unk_token=unk, pad_token=pad, cls_token=cls, sep_token=sep,
-        mask_token=mask, model_max_length=model_max_length,
+        tokenizer_object=backend,
+        unk_token=unk,
+        pad_token=pad,
+        cls_token=cls,
+        sep_token=sep,
+        mask_token=mask,
+        model_max_length=model_max_length,
     )
     return tokenizer
 

@@ -1,6 +1,7 @@
 """Reliability: odd input, interrupted saves and training, several processes,
 determinism, and fuzzed batches. (Bad labels and damaged files: test_loss.py,
 test_pipeline.py, test_serialize.py.)"""
+
 import os
 import pickle
 import signal
@@ -19,9 +20,7 @@ from spacy.util import registry
 from spacy_bertcat.components.bertcat import BertCat
 from spacy_bertcat.data import atomic
 
-from ..support import assert_same_cats, make_nlp
-from ..support import CONFIGS, write_corpus
-from ..support import SINGLE_DATA, make_examples, tiny_config
+from ..support import CONFIGS, SINGLE_DATA, assert_same_cats, make_examples, make_nlp, tiny_config, write_corpus
 
 SLIDING = {"@misc": "spacy-bertcat.sliding_window.v1", "stride": 16}
 
@@ -69,7 +68,9 @@ def test_max_length_above_the_models_limit(tiny_bert):
 def test_tokenizer_that_does_not_fit_the_model(tmp_path, tiny_bert):
     import transformers
 
-    small = transformers.BertConfig(vocab_size=20, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)
+    small = transformers.BertConfig(
+        vocab_size=20, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8
+    )
     transformers.AutoModel.from_config(small).save_pretrained(tmp_path / "small")
     nlp = spacy.blank("en")
     nlp.add_pipe("bertcat", config=tiny_config(str(tmp_path / "small"), tokenizer_name=tiny_bert))
@@ -112,13 +113,25 @@ def test_same_seed_same_weights(tiny_bert, tmp_path):
     for run in range(2):
         from spacy.cli.train import train
 
-        train(CONFIGS / "bertcat.cfg", tmp_path / f"out{run}", overrides={
-            "paths.train": corpus, "paths.dev": corpus, "components.bertcat.model.name": tiny_bert,
-            "components.bertcat.model.max_length": 16, "components.bertcat.model.hidden_dropout": 0.2,
-            "components.bertcat.model.chunking.max_windows": 2, "training.max_steps": 6,
-            "training.optimizer.learn_rate.total_steps": 6, "training.eval_frequency": 3, "training.batcher.size": 4,
-        })
-        states.append(spacy.load(tmp_path / f"out{run}" / "model-last").get_pipe("bertcat").model.shims[0].model.state_dict())
+        train(
+            CONFIGS / "bertcat.cfg",
+            tmp_path / f"out{run}",
+            overrides={
+                "paths.train": corpus,
+                "paths.dev": corpus,
+                "components.bertcat.model.name": tiny_bert,
+                "components.bertcat.model.max_length": 16,
+                "components.bertcat.model.hidden_dropout": 0.2,
+                "components.bertcat.model.chunking.max_windows": 2,
+                "training.max_steps": 6,
+                "training.optimizer.learn_rate.total_steps": 6,
+                "training.eval_frequency": 3,
+                "training.batcher.size": 4,
+            },
+        )
+        states.append(
+            spacy.load(tmp_path / f"out{run}" / "model-last").get_pipe("bertcat").model.shims[0].model.state_dict()
+        )
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
 
@@ -193,10 +206,29 @@ def test_killed_training_leaves_a_loadable_model_last(tiny_bert, tmp_path):
     lands (mid-save included), model-last holds one whole save."""
     corpus = write_corpus(tmp_path / "train.spacy", SINGLE_DATA)
     command = [
-        sys.executable, "-m", "spacy", "train", str(CONFIGS / "bertcat.cfg"), "--output", str(tmp_path / "out"),
-        "--paths.train", corpus, "--paths.dev", corpus, "--components.bertcat.model.name", tiny_bert,
-        "--components.bertcat.model.max_length", "16", "--training.max_steps", "100000", "--training.optimizer.learn_rate.total_steps", "100000",
-        "--training.eval_frequency", "1", "--training.batcher.size", "2",
+        sys.executable,
+        "-m",
+        "spacy",
+        "train",
+        str(CONFIGS / "bertcat.cfg"),
+        "--output",
+        str(tmp_path / "out"),
+        "--paths.train",
+        corpus,
+        "--paths.dev",
+        corpus,
+        "--components.bertcat.model.name",
+        tiny_bert,
+        "--components.bertcat.model.max_length",
+        "16",
+        "--training.max_steps",
+        "100000",
+        "--training.optimizer.learn_rate.total_steps",
+        "100000",
+        "--training.eval_frequency",
+        "1",
+        "--training.batcher.size",
+        "2",
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     model_last = tmp_path / "out" / "model-last" / "bertcat" / "model"

@@ -5,8 +5,8 @@ import spacy
 from spacy.cli.evaluate import evaluate
 from spacy.cli.train import train
 
-from ..support import MULTI_DATA, SINGLE_DATA
-from ..support import CONFIGS, write_corpus
+from ..support import CONFIGS, MULTI_DATA, SINGLE_DATA, write_corpus
+
 
 def overrides(name, corpus, **extra):
     settings = {
@@ -67,7 +67,9 @@ def test_batch_by_length():
     assert padded(batches) < 0.7 * padded(random_batches)
 
 
-@pytest.mark.parametrize("text", ["", "a", "hello world ", "  leading and trailing  ", "x\n\ny \t z", "naïve café 😀 end."])
+@pytest.mark.parametrize(
+    "text", ["", "a", "hello world ", "  leading and trailing  ", "x\n\ny \t z", "naïve café 😀 end."]
+)
 def test_text_length_is_the_length_of_the_text_without_building_it(text):
     from spacy.training import Example
 
