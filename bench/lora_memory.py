@@ -8,7 +8,6 @@ the backward pass.
 """
 import argparse
 import json
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -17,7 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 import finetuning  # noqa: E402
-from common import DEFAULT_DATA, label_set, minilm_path, read_jsonl, to_docbin, write_results  # noqa: E402
+from common import DEFAULT_DATA, command_line, label_set, minilm_path, parse_args, read_jsonl, to_docbin, write_results  # noqa: E402
+
+# --smoke: the three runs (the training processes watched from outside, as measured)
+# on a few documents, 2 steps.
+SMOKE = {"steps": 2, "train": 16, "dev": 4}
 
 
 def peak_of_training(overrides, output: Path) -> float:
@@ -39,21 +42,24 @@ def peak_of_training(overrides, output: Path) -> float:
     return peak
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--model", default=None, help="model directory (default: the packaged MiniLM)")
     parser.add_argument("--steps", type=int, default=32)
     parser.add_argument("--rank", type=int, default=16)
-    args = parser.parse_args()
-    pool = read_jsonl(args.data_dir / "ag_news" / "train.jsonl", limit=564, seed=0)
+    parser.add_argument("--train", type=int, default=500)
+    parser.add_argument("--dev", type=int, default=64)
+    args = parse_args(parser, argv, SMOKE)
+    pool = read_jsonl(args.data_dir / "ag_news" / "train.jsonl", limit=args.train + args.dev, seed=0)
     labels = label_set(pool)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         base = {
-            "paths.train": to_docbin(pool[:500], labels, tmp / "train.spacy"),
-            "paths.dev": to_docbin(pool[500:], labels, tmp / "dev.spacy"),
-            "components.bertcat.model.name": minilm_path(), "components.bertcat.model.max_length": 64,
+            "paths.train": to_docbin(pool[:args.train], labels, tmp / "train.spacy"),
+            "paths.dev": to_docbin(pool[args.train:], labels, tmp / "dev.spacy"),
+            "components.bertcat.model.name": args.model or minilm_path(), "components.bertcat.model.max_length": 64,
             "components.bertcat.model.chunking": {"@misc": "spacy-bertcat.head.v1"},
             "training.max_steps": args.steps, "training.eval_frequency": args.steps,
             "training.optimizer.learn_rate.total_steps": args.steps, "training.batcher.size": 16,
@@ -70,11 +76,11 @@ def main():
     full = rows[0]["peak_rss_mib"]
     for row in rows:
         row["vs_full"] = row["peak_rss_mib"] / full
-    command = "python bench/lora_memory.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    notes = (f"MiniLM, AG News, 500 training docs, batch 16, max_length 64, {args.steps} steps; peak RSS of the "
+    command = command_line("lora_memory.py", argv)
+    notes = (f"MiniLM, AG News, {args.train} training docs, batch 16, max_length 64, {args.steps} steps; peak RSS of the "
              "`spacy train` process sampled every 0.2 s (MiB). LoRA on every projection of the encoder layers, "
              "saved as the adapter alone.")
-    write_results("lora_memory", command, rows, ["strategy", "peak_rss_mib", "vs_full"], notes=notes)
+    write_results("lora_memory", command, rows, ["strategy", "peak_rss_mib", "vs_full"], notes=notes, results_dir=args.results_dir)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,9 @@ from spacy.language import Language
 from wasabi import msg
 
 from ..data.records import read_labelled_docs
-from ..errors import Errors
 from ..evaluation.report import gold_matrix, score_matrix
+from ..serving.optimize import accuracy, components_to_optimize, decisions, optimize_component
 from ._util import Arg, Opt, app, load_pipeline, predict_docs, save_pipeline
-
-BERTCAT_FACTORIES = ("bertcat", "bertcat_multilabel")
 
 
 @app.command("optimize")
@@ -99,37 +97,6 @@ def optimize_cli(
     msg.good(f"Saved the optimized pipeline to {output_dir}")
 
 
-def components_to_optimize(nlp: Language, names: Optional[List[str]]) -> List[str]:
-    """RETURNS (List[str]): The named components, or every bertcat component."""
-    bertcat = [n for n in nlp.pipe_names if nlp.get_pipe_meta(n).factory in BERTCAT_FACTORIES]
-    if not names:
-        if not bertcat:
-            raise ValueError(Errors.BC033.format(detail=" made by bertcat or bertcat_multilabel", names=nlp.pipe_names))
-        return bertcat
-    for name in names:
-        if name not in bertcat:
-            raise ValueError(
-                Errors.BC033.format(
-                    detail=f" named '{name}' made by bertcat or bertcat_multilabel", names=nlp.pipe_names
-                )
-            )
-    return list(names)
-
-
-def optimize_component(nlp: Language, name: str, *, int8: bool = True, int8_embeddings: bool = False) -> Dict[str, Any]:
-    """Optimize one component in place and record it in the pipeline's meta (its
-    `requirements` gain onnxruntime, so `spacy package` installs it)."""
-    from ..serving.optimize import optimize_pipe
-    from ..serving.quantize import INT8_OPS, INT8_OPS_SMALLEST
-
-    made = optimize_pipe(nlp.get_pipe(name), int8=int8, int8_ops=INT8_OPS_SMALLEST if int8_embeddings else INT8_OPS)
-    nlp.meta.setdefault("bertcat_serving", {})[name] = {k: v for k, v in made.items() if not k.endswith("bytes")}
-    requirements = nlp.meta.setdefault("requirements", [])
-    if not any(r.split(">")[0].split("=")[0].strip() == "onnxruntime" for r in requirements):
-        requirements.append(f"onnxruntime>={made['onnxruntime_version'].split('+')[0]}")
-    return made
-
-
 def _read_check(nlp: Language, path: Path, name: str, limit: int, text_field: str, label_field: Optional[str]) -> List:
     pipe: Any = nlp.get_pipe(name)
     docs = read_labelled_docs(path, nlp, labels=list(pipe.labels), text_field=text_field, label_field=label_field)
@@ -142,30 +109,6 @@ def _scores(nlp: Language, names: List[str], gold_docs: List) -> Dict[str, numpy
         docs = predict_docs(nlp, [doc.text for doc in gold_docs], None, f"check '{name}'", name)
         scores[name] = score_matrix(docs, list(cast(Any, nlp.get_pipe(name)).labels))
     return scores
-
-
-def decisions(pipe: Any, scores: numpy.ndarray) -> numpy.ndarray:
-    """RETURNS (numpy.ndarray): 0/1 decisions: argmax for exclusive classes, the
-    per-label thresholds for multi-label."""
-    if getattr(pipe, "exclusive", True):
-        out = numpy.zeros_like(scores)
-        out[numpy.arange(len(scores)), scores.argmax(1)] = 1
-        return out
-    thresholds = numpy.asarray([pipe.thresholds[label] for label in pipe.labels], dtype="f")
-    return (scores >= thresholds).astype("f")
-
-
-def accuracy(pipe: Any, scores: numpy.ndarray, gold: numpy.ndarray, mask: numpy.ndarray) -> float:
-    """RETURNS (float): Accuracy (exclusive classes, docs with a gold class) or
-    micro-F1 (multi-label) of the decisions."""
-    predicted = decisions(pipe, scores)
-    if getattr(pipe, "exclusive", True):
-        rows = mask.any(1) & (gold.sum(1) > 0)
-        return float((predicted[rows].argmax(1) == gold[rows].argmax(1)).mean()) if rows.any() else float("nan")
-    tp = float((predicted * gold * mask).sum())
-    fp = float((predicted * (1 - gold) * mask).sum())
-    fn = float(((1 - predicted) * gold * mask).sum())
-    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
 
 
 def _print_check(nlp: Language, names: List[str], gold_docs: List, before: Dict[str, numpy.ndarray]) -> None:

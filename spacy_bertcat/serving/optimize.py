@@ -23,15 +23,18 @@ core never imports it, an optimized pipeline needs it to load.
 
 from typing import Any, Dict, List, Optional, Sequence, cast
 
+import numpy
 import torch
+from spacy.language import Language
 
+from ..components.pipes import bertcat_components
 from ..errors import Errors
 from ..layers.batching import WindowBatch
 from ..layers.classifier import get_shim
 from ..layers.onnx_runtime import ENGINE, OnnxWindowClassifier, describe, import_onnxruntime
 from ..layers.torch_model import WindowClassifier
 from .export import OPSET, SAMPLE_TEXTS, eval_mode, export_onnx, json_config, plain_model, sample_batches
-from .quantize import INT8_OPS, quantize_int8
+from .quantize import INT8_OPS, INT8_OPS_SMALLEST, quantize_int8
 
 # fp32 ONNX Runtime must reproduce the torch model's logits to this (absolute);
 # float reassociation gives ~1e-5, a wrong graph gives whole units.
@@ -123,3 +126,55 @@ def _check(
         reason = f"ONNX Runtime cannot run the exported graph on windows of other shapes ({str(e)[:300]})"
         raise ValueError(Errors.BC064.format(model_type=config.get("model_type"), reason=reason)) from e
     return float((expected - found).abs().max())
+
+
+def components_to_optimize(nlp: Language, names: Optional[List[str]]) -> List[str]:
+    """RETURNS (List[str]): The named components, or every bertcat component."""
+    bertcat = [n for n in nlp.pipe_names if n in bertcat_components(nlp)]
+    if not names:
+        if not bertcat:
+            raise ValueError(Errors.BC033.format(detail=" made by bertcat or bertcat_multilabel", names=nlp.pipe_names))
+        return bertcat
+    for name in names:
+        if name not in bertcat:
+            raise ValueError(
+                Errors.BC033.format(
+                    detail=f" named '{name}' made by bertcat or bertcat_multilabel", names=nlp.pipe_names
+                )
+            )
+    return list(names)
+
+
+def optimize_component(nlp: Language, name: str, *, int8: bool = True, int8_embeddings: bool = False) -> Dict[str, Any]:
+    """Optimize one component in place and record it in the pipeline's meta (its
+    `requirements` gain onnxruntime, so `spacy package` installs it)."""
+    made = optimize_pipe(nlp.get_pipe(name), int8=int8, int8_ops=INT8_OPS_SMALLEST if int8_embeddings else INT8_OPS)
+    nlp.meta.setdefault("bertcat_serving", {})[name] = {k: v for k, v in made.items() if not k.endswith("bytes")}
+    requirements = nlp.meta.setdefault("requirements", [])
+    if not any(r.split(">")[0].split("=")[0].strip() == "onnxruntime" for r in requirements):
+        requirements.append(f"onnxruntime>={made['onnxruntime_version'].split('+')[0]}")
+    return made
+
+
+def decisions(pipe: Any, scores: numpy.ndarray) -> numpy.ndarray:
+    """RETURNS (numpy.ndarray): 0/1 decisions: argmax for exclusive classes, the
+    per-label thresholds for multi-label."""
+    if getattr(pipe, "exclusive", True):
+        out = numpy.zeros_like(scores)
+        out[numpy.arange(len(scores)), scores.argmax(1)] = 1
+        return out
+    thresholds = numpy.asarray([pipe.thresholds[label] for label in pipe.labels], dtype="f")
+    return (scores >= thresholds).astype("f")
+
+
+def accuracy(pipe: Any, scores: numpy.ndarray, gold: numpy.ndarray, mask: numpy.ndarray) -> float:
+    """RETURNS (float): Accuracy (exclusive classes, docs with a gold class) or
+    micro-F1 (multi-label) of the decisions."""
+    predicted = decisions(pipe, scores)
+    if getattr(pipe, "exclusive", True):
+        rows = mask.any(1) & (gold.sum(1) > 0)
+        return float((predicted[rows].argmax(1) == gold[rows].argmax(1)).mean()) if rows.any() else float("nan")
+    tp = float((predicted * gold * mask).sum())
+    fp = float((predicted * (1 - gold) * mask).sum())
+    fn = float(((1 - predicted) * gold * mask).sum())
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
