@@ -1,5 +1,6 @@
 """A [training.before_update] callback for bench/distributed_train.py: the time at
 which each step after the first starts, written (by worker 0 only) to `path`."""
+
 import json
 import os
 import time

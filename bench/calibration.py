@@ -4,7 +4,7 @@ and Reuters-21578 (multi-label).
 
 Each dataset: the packaged all-MiniLM-L6-v2 fine-tuned with the shipped config
 (`spacy train`; BBC News with the demo's config, long articles in sliding windows),
-calibrated with `spacy_bertcat.decisions.calibration` on held-out data (SST-2's dev split, a
+calibrated with `spacy_bertcat.evaluation.calibrate` on held-out data (SST-2's dev split, a
 held-out 10% of the training split elsewhere: the dev set `spacy train` selected
 `model-best` on), then scored on the test split: accuracy, ECE with 15 equal-width
 and 15 equal-mass bins, Brier score and log loss before and after; empirical coverage
@@ -14,10 +14,10 @@ at the tuned thresholds before and after.
     python bench/calibration.py                      # train (cached in --work-dir) and measure
     python bench/calibration.py --train-only         # only train the four models
 """
+
 import argparse
 import json
 import random
-import shlex
 import sys
 from pathlib import Path
 from typing import Dict, List
@@ -25,7 +25,7 @@ from typing import Dict, List
 import numpy
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DEFAULT_DATA, minilm_path, read_jsonl, timer, to_docbin, write_results  # noqa: E402
+from common import DEFAULT_DATA, command_line, minilm_path, parse_args, read_jsonl, timer, to_docbin, write_results  # noqa: E402
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 DATASETS = {
@@ -35,10 +35,34 @@ DATASETS = {
     "bbc_news": ("bbc.cfg", None, 450, 16, 128, None),
     "reuters21578": ("bertcat_multilabel.cfg", None, 600, 16, 128, {"@misc": "spacy-bertcat.head.v1"}),
 }
+# --smoke: one dataset per config and per split branch (SST-2: a dev split; BBC News:
+# bbc.cfg, sliding windows; Reuters: multi-label), a fresh --work-dir, and for every
+# dataset the budget below; held-out and test samples of 32 (split-conformal sets
+# at alpha 0.05 need 19 calibration documents).
+SMOKE = {"datasets": "sst2,bbc_news,reuters21578", "work_dir": None}
+SMOKE_BUDGET = {"train": 16, "eval": 32, "steps": 3, "batch_size": 8, "max_length": 32}
 
 
-def splits(name: str, data_dir: Path, n_train, seed: int):
-    """RETURNS: train, held-out (calibration and spacy train's dev) and test records."""
+def budget(name: str, args):
+    """RETURNS: (config, train sample, steps, batch size, max_length, chunking) of
+    dataset `name`; a smoke run's are SMOKE_BUDGET's."""
+    config, n_train, steps, batch_size, max_length, chunking = DATASETS[name]
+    if getattr(args, "smoke", False):
+        b = SMOKE_BUDGET
+        n_train, steps, batch_size, max_length = b["train"], b["steps"], b["batch_size"], b["max_length"]
+    return config, n_train, steps, batch_size, max_length, chunking
+
+
+def smoke_work_dir(args) -> None:
+    """A smoke run's models go to a folder of its own (never the --work-dir cache
+    that real runs reuse), unless --work-dir names one."""
+    if args.smoke and args.work_dir is None:
+        args.work_dir = args.smoke_dir / "work"
+
+
+def splits(name: str, data_dir: Path, n_train, seed: int, n_eval=None):
+    """RETURNS: train, held-out (calibration and spacy train's dev) and test records;
+    n_eval: samples of that many held-out and test records (smoke runs)."""
     folder = data_dir / name
     train = read_jsonl(folder / "train.jsonl")
     test = read_jsonl(folder / "test.jsonl")
@@ -52,6 +76,9 @@ def splits(name: str, data_dir: Path, n_train, seed: int):
         train = [train[i] for i in order[n_held:]]
     if n_train is not None and n_train < len(train):
         train = random.Random(seed).sample(train, n_train)
+    if n_eval is not None:
+        held_out = random.Random(seed).sample(held_out, min(n_eval, len(held_out)))
+        test = random.Random(seed).sample(test, min(n_eval, len(test)))
     return train, held_out, test
 
 
@@ -59,7 +86,7 @@ def train_model(name: str, args, train, held_out, labels) -> Path:
     """Fine-tune with `spacy train` (cached: a finished model-best is reused)."""
     from spacy.cli.train import train as spacy_train
 
-    config, _, steps, batch_size, max_length, chunking = DATASETS[name]
+    config, _, steps, batch_size, max_length, chunking = budget(name, args)
     out = args.work_dir / name
     if (out / "model-best" / "meta.json").exists():
         return out / "model-best"
@@ -89,8 +116,10 @@ def train_model(name: str, args, train, held_out, labels) -> Path:
 def measure(name: str, model_path: Path, held_out, test, labels, args) -> List[Dict]:
     import spacy
 
-    from spacy_bertcat.decisions.calibration import calibrate_pipe, calibration_metrics, conformal_report, fit_temperature
     from spacy_bertcat.components.extensions import component_cats, uncalibrated_cats
+    from spacy_bertcat.decisions.calibration import conformal_report, fit_temperature
+    from spacy_bertcat.decisions.metrics import calibration_metrics
+    from spacy_bertcat.evaluation.calibrate import calibrate_pipe
     from spacy_bertcat.evaluation.report import compute_report
 
     nlp = spacy.load(model_path)
@@ -110,13 +139,23 @@ def measure(name: str, model_path: Path, held_out, test, labels, args) -> List[D
     after = numpy.asarray([[component_cats(d, "bertcat")[label] for label in labels] for d in test_docs], dtype="f")
     before = numpy.asarray([[uncalibrated_cats(d, "bertcat")[label] for label in labels] for d in test_docs], dtype="f")
     rows = []
-    for stage, scores, thresholds in (("uncalibrated", before, result.thresholds_before), ("calibrated", after, pipe.thresholds)):
+    for stage, scores, thresholds in (
+        ("uncalibrated", before, result.thresholds_before),
+        ("calibrated", after, pipe.thresholds),
+    ):
         report = compute_report(labels, test_gold, scores, exclusive=exclusive, thresholds=thresholds)
         m = calibration_metrics(test_gold, scores, exclusive=exclusive)
         row = {
-            "dataset": name, "scores": stage, "n_calibration": len(held_out), "n_test": len(test),
-            "accuracy": report["summary"]["accuracy"], "micro_f1": report["summary"]["micro_f"],
-            "ece": m["ece"], "ece_adaptive": m["ece_adaptive"], "ece_floor": m["ece_floor"], "brier": m["brier"],
+            "dataset": name,
+            "scores": stage,
+            "n_calibration": len(held_out),
+            "n_test": len(test),
+            "accuracy": report["summary"]["accuracy"],
+            "micro_f1": report["summary"]["micro_f"],
+            "ece": m["ece"],
+            "ece_adaptive": m["ece_adaptive"],
+            "ece_floor": m["ece_floor"],
+            "brier": m["brier"],
             "log_loss": m["log_loss"],
             "fit_s": round(t["seconds"], 2) if stage == "calibrated" else None,
             "calibration": result.calibration.describe() if stage == "calibrated" else None,
@@ -140,7 +179,7 @@ def measure(name: str, model_path: Path, held_out, test, labels, args) -> List[D
     return rows
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/bertcat-calibration"))
@@ -150,22 +189,42 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-only", action="store_true")
     parser.add_argument("--name", default="calibration")
-    args = parser.parse_args()
+    args = parse_args(parser, argv, SMOKE)
+    smoke_work_dir(args)
     args.model = args.model or minilm_path()
     args.alphas = [float(a) for a in args.alphas.split(",")]
     rows: List[Dict] = []
     for name in args.datasets.split(","):
-        train, held_out, test = splits(name, args.data_dir, DATASETS[name][1], args.seed)
+        train, held_out, test = splits(
+            name, args.data_dir, budget(name, args)[1], args.seed, SMOKE_BUDGET["eval"] if args.smoke else None
+        )
         labels = sorted({label for _, gold in train + held_out + test for label in gold})
         model_path = train_model(name, args, train, held_out, labels)
         if not args.train_only:
             rows += measure(name, model_path, held_out, test, labels, args)
     if args.train_only:
         return
-    command = "python bench/calibration.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line("calibration.py", argv)
     alphas = args.alphas
-    columns = (["dataset", "scores", "n_calibration", "n_test", "accuracy", "micro_f1", "ece", "ece_adaptive", "ece_floor", "brier",
-                "log_loss", "ece_best_temperature"] + [f"coverage@{a}" for a in alphas] + [f"set_size@{a}" for a in alphas] + ["calibration"])
+    columns = (
+        [
+            "dataset",
+            "scores",
+            "n_calibration",
+            "n_test",
+            "accuracy",
+            "micro_f1",
+            "ece",
+            "ece_adaptive",
+            "ece_floor",
+            "brier",
+            "log_loss",
+            "ece_best_temperature",
+        ]
+        + [f"coverage@{a}" for a in alphas]
+        + [f"set_size@{a}" for a in alphas]
+        + ["calibration"]
+    )
     notes = (
         "all-MiniLM-L6-v2 fine-tuned with the shipped configs (AG News: 5,000 training docs, SST-2: 5,000, 600 steps "
         "x 16, head truncation at 128 wordpieces; BBC News: configs/bbc.cfg, sliding windows; Reuters-21578: "
@@ -180,7 +239,7 @@ def main():
         "prediction sets (target coverage 1 - alpha). micro_f1 of the multi-label rows at each stage's thresholds "
         "(the tuned thresholds, mapped through the calibration)."
     )
-    write_results(args.name, command, rows, columns, notes=notes)
+    write_results(args.name, command, rows, columns, notes=notes, results_dir=args.results_dir)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ and learned attention.
 
     python bench/chunking.py --datasets bbc_news,imdb --max-length 128 --steps 200
 """
+
 import argparse
 import json
 import random
@@ -17,20 +18,40 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (  # noqa: E402
-    DEFAULT_DATA, accuracy_macro_f1, command_line, label_set, minilm_path, parse_args, read_jsonl, timer, to_docbin,
+    DEFAULT_DATA,
+    accuracy_macro_f1,
+    command_line,
+    label_set,
+    minilm_path,
+    parse_args,
+    read_jsonl,
+    timer,
+    to_docbin,
     write_results,
 )
 
 CONFIG = Path(__file__).parent.parent / "configs" / "bertcat.cfg"
 # --smoke: every strategy on BBC News (its test split is small to measure in
 # wordpieces; IMDB's is 12,500 reviews), a few documents, 2 steps.
-SMOKE = {"datasets": "bbc_news", "train": 8, "dev": 4, "test": 4, "test_long": 4, "steps": 2, "batch_size": 4,
-         "max_length": 32}
+SMOKE = {
+    "datasets": "bbc_news",
+    "train": 8,
+    "dev": 4,
+    "test": 4,
+    "test_long": 4,
+    "steps": 2,
+    "batch_size": 4,
+    "max_length": 32,
+}
 
 
 def strategies(window: int, max_windows: int, max_windows_predict=None, names=None):
-    sliding = {"@misc": "spacy-bertcat.sliding_window.v1", "stride": window * 3 // 4, "max_windows": max_windows,
-               "max_windows_predict": max_windows_predict}
+    sliding = {
+        "@misc": "spacy-bertcat.sliding_window.v1",
+        "stride": window * 3 // 4,
+        "max_windows": max_windows,
+        "max_windows_predict": max_windows_predict,
+    }
     every = {
         "head": {"@misc": "spacy-bertcat.head.v1"},
         "head_tail": {"@misc": "spacy-bertcat.head_tail.v1", "head": window // 4},
@@ -61,7 +82,7 @@ def run(dataset: str, args, command: str):
 
     folder = args.data_dir / dataset
     pool = read_jsonl(folder / "train.jsonl", limit=args.train + args.dev, seed=args.seed)
-    train, dev = pool[: args.train], pool[args.train:]
+    train, dev = pool[: args.train], pool[args.train :]
     test_all = read_jsonl(folder / "test.jsonl", seed=args.seed)
     random.Random(args.seed).shuffle(test_all)  # files are ordered by label
     lengths = wordpiece_counts([t for t, _ in test_all], args.model)
@@ -71,19 +92,25 @@ def run(dataset: str, args, command: str):
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        paths = {"train": to_docbin(train, labels, tmp / "train.spacy"), "dev": to_docbin(dev, labels, tmp / "dev.spacy")}
+        paths = {
+            "train": to_docbin(train, labels, tmp / "train.spacy"),
+            "dev": to_docbin(dev, labels, tmp / "dev.spacy"),
+        }
         window = args.max_length - 2
         chosen = strategies(window, args.max_windows, args.max_windows_predict, args.strategies)
         for name, chunking in chosen.items():
             overrides = {
-                "paths.train": paths["train"], "paths.dev": paths["dev"],
+                "paths.train": paths["train"],
+                "paths.dev": paths["dev"],
                 "components.bertcat.model.name": args.model,
                 "components.bertcat.model.max_length": args.max_length,
                 "components.bertcat.model.attention_dropout": 0.0,
                 "components.bertcat.model.chunking": chunking,
-                "training.max_steps": args.steps, "training.eval_frequency": args.steps,
+                "training.max_steps": args.steps,
+                "training.eval_frequency": args.steps,
                 "training.optimizer.learn_rate.total_steps": args.steps,
-                "training.seed": args.seed, "training.batcher.size": args.batch_size,
+                "training.seed": args.seed,
+                "training.batcher.size": args.batch_size,
                 "training.optimizer.learn_rate.initial_rate": args.lr,
                 "training.optimizer.learn_rate.warmup_steps": args.steps // 10,
                 "training.logger.progress_bar": None,
@@ -91,8 +118,11 @@ def run(dataset: str, args, command: str):
             with timer() as train_time:
                 spacy_train(CONFIG, tmp / name, overrides=overrides)
             nlp = spacy.load(tmp / name / "model-last")
-            row = {"dataset": dataset, "strategy": name,
-                   "train_ms_per_doc": 1000 * train_time["seconds"] / (args.steps * args.batch_size)}
+            row = {
+                "dataset": dataset,
+                "strategy": name,
+                "train_ms_per_doc": 1000 * train_time["seconds"] / (args.steps * args.batch_size),
+            }
             for slice_name, records in (("all", test), ("long", long_slice)):
                 with timer() as predict_time:
                     docs = list(nlp.pipe([t for t, _ in records], batch_size=32))
@@ -126,25 +156,47 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--max-length", type=int, default=128, help="wordpieces per window")
     parser.add_argument("--max-windows", type=int, default=4, help="windows per document in training")
-    parser.add_argument("--max-windows-predict", type=int, default=None,
-                        help="windows per document at prediction (default: all)")
-    parser.add_argument("--strategies", type=lambda text: text.split(","), default=None,
-                        help="comma-separated subset of head,head_tail,sliding_mean,sliding_max,sliding_attention")
+    parser.add_argument(
+        "--max-windows-predict", type=int, default=None, help="windows per document at prediction (default: all)"
+    )
+    parser.add_argument(
+        "--strategies",
+        type=lambda text: text.split(","),
+        default=None,
+        help="comma-separated subset of head,head_tail,sliding_mean,sliding_max,sliding_attention",
+    )
     parser.add_argument("--name", default="chunking", help="results file name under bench/results/")
     parser.add_argument("--seed", type=int, default=0)
     args = parse_args(parser, argv, SMOKE)
     args.model = args.model or minilm_path()
     command = command_line("chunking.py", argv)
     rows = [row for dataset in args.datasets.split(",") for row in run(dataset, args, command)]
-    notes = (f"MiniLM (all-MiniLM-L6-v2), windows of {args.max_length} wordpieces, {args.steps} steps x batch "
-             f"{args.batch_size} on {args.train} training documents, lr {args.lr}, seed {args.seed}; sliding windows: "
-             f"stride 3/4 of the window, at most {args.max_windows} sampled windows per document in training, "
-             f"{args.max_windows_predict or 'all'} (evenly spaced) at prediction. 'long' = test documents over 512 wordpieces; long_accuracy_vs_head in accuracy points, "
-             f"long_predict_time_vs_head as a ratio. Times are per document on this machine's CPUs.")
-    write_results(args.name, command, rows, [
-        "dataset", "strategy", "all_accuracy", "all_macro_f1", "long_accuracy", "long_macro_f1",
-        "long_accuracy_vs_head", "train_ms_per_doc", "long_predict_ms_per_doc", "long_predict_time_vs_head",
-    ], notes, results_dir=args.results_dir)
+    notes = (
+        f"MiniLM (all-MiniLM-L6-v2), windows of {args.max_length} wordpieces, {args.steps} steps x batch "
+        f"{args.batch_size} on {args.train} training documents, lr {args.lr}, seed {args.seed}; sliding windows: "
+        f"stride 3/4 of the window, at most {args.max_windows} sampled windows per document in training, "
+        f"{args.max_windows_predict or 'all'} (evenly spaced) at prediction. 'long' = test documents over 512 wordpieces; long_accuracy_vs_head in accuracy points, "
+        f"long_predict_time_vs_head as a ratio. Times are per document on this machine's CPUs."
+    )
+    write_results(
+        args.name,
+        command,
+        rows,
+        [
+            "dataset",
+            "strategy",
+            "all_accuracy",
+            "all_macro_f1",
+            "long_accuracy",
+            "long_macro_f1",
+            "long_accuracy_vs_head",
+            "train_ms_per_doc",
+            "long_predict_ms_per_doc",
+            "long_predict_time_vs_head",
+        ],
+        notes,
+        results_dir=args.results_dir,
+    )
 
 
 if __name__ == "__main__":

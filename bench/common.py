@@ -8,6 +8,7 @@ Smoke runs (`--smoke`, see parse_args; bench/smoke.py runs them all): every scri
 code path end to end on a few documents, a tiny random BERT instead of MiniLM and
 the fewest steps, with results in a temporary folder, never in bench/results.
 """
+
 import argparse
 import importlib.util
 import io
@@ -50,19 +51,27 @@ def smoke_model(folder: Path) -> str:
     return str(path)
 
 
-def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None,
-               smoke: Optional[Dict[str, Any]] = None) -> argparse.Namespace:
+def parse_args(
+    parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None, smoke: Optional[Dict[str, Any]] = None
+) -> argparse.Namespace:
     """Parse a benchmark's arguments, with --smoke and --results-dir added.
 
-    --smoke: `smoke` replaces the parser's defaults (a few documents, 1-2 steps;
-    flags given still win), --model (where the script has one) defaults to a tiny
+    --smoke: `smoke` replaces the parser's defaults (a few documents, the fewest
+    steps; flags given still win), --model (where the script has one) defaults to a tiny
     random BERT, results go to a new temporary folder (args.results_dir) and
     args.smoke_dir is a temporary folder for anything else the run writes.
     Without --smoke nothing changes: results go to bench/results."""
-    parser.add_argument("--smoke", action="store_true",
-                        help="smoke run: a few documents, a tiny random model, the fewest steps; results in a temporary folder")
-    parser.add_argument("--results-dir", type=Path, default=None,
-                        help="where results go (default: bench/results; with --smoke a new temporary folder)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="smoke run: a few documents, a tiny random model, the fewest steps; results in a temporary folder",
+    )
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=None,
+        help="where results go (default: bench/results; with --smoke a new temporary folder)",
+    )
     if parser.parse_known_args(argv)[0].smoke:
         parser.set_defaults(**(smoke or {}))
     args = parser.parse_args(argv)
@@ -80,6 +89,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = 
         torch.set_num_threads(1)
         if getattr(args, "model", "") is None:
             args.model = smoke_model(args.smoke_dir)
+        print(f"smoke run: results in {args.results_dir}, temporary files in {args.smoke_dir}", flush=True)
     return args
 
 
@@ -266,8 +276,15 @@ def machine() -> Dict[str, object]:
     }
 
 
-def write_results(name: str, command: str, rows: List[Dict], columns: List[str], notes: str = "", extra: Optional[Dict] = None,
-                  results_dir: Optional[Path] = None) -> str:
+def write_results(
+    name: str,
+    command: str,
+    rows: List[Dict],
+    columns: List[str],
+    notes: str = "",
+    extra: Optional[Dict] = None,
+    results_dir: Optional[Path] = None,
+) -> str:
     """Write <name>.json and .md into results_dir (default bench/results); print and
     return the markdown table."""
     folder = RESULTS if results_dir is None else Path(results_dir)
@@ -279,7 +296,9 @@ def write_results(name: str, command: str, rows: List[Dict], columns: List[str],
         table.append("| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |")
     info = payload["machine"]
     md = (
-        f"# {name}\n\n`{command}`\n\n" + "\n".join(table) + "\n\n"
+        f"# {name}\n\n`{command}`\n\n"
+        + "\n".join(table)
+        + "\n\n"
         + (notes.strip() + "\n\n" if notes else "")
         + f"Machine: {info['cpus']} CPUs, torch {info['torch']} ({info['torch_threads']} threads), "
         f"transformers {info['transformers']}, GPU: {info['cuda'] or 'none'}.\n"

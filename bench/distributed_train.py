@@ -14,42 +14,64 @@ time of the gradient all-reduce per step.
 
     python bench/distributed_train.py --train 2000 --steps 40 --batch-size 32 --max-length 128
 """
+
 import argparse
 import json
 import os
 import re
-import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from queue import Empty
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DEFAULT_DATA, label_set, minilm_path, read_jsonl, to_docbin, write_results  # noqa: E402
+from common import DEFAULT_DATA, command_line, label_set, minilm_path, parse_args, read_jsonl, to_docbin, write_results  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
 CONFIG = ROOT / "configs" / "bertcat.cfg"
 TIMER = Path(__file__).parent / "_step_timer.py"
+# The training runs (--runs): name, the rows' "run", per-worker share of the batch.
+RUNS = {"spacy": ("spacy train", 1), "launcher": ("launcher, 1 worker", 1), "workers": ("2 workers", 2)}
+# --smoke: the launcher with one worker and two gloo workers (plain `spacy train`, the
+# reference, is what every other smoke run trains with) on a few documents, 3 steps
+# (2 timed), and the all-reduce of the model's gradients; bert-base's all-reduce is
+# the same code on a bigger tensor list and is left out.
+SMOKE = {"train": 16, "dev": 4, "steps": 3, "batch_size": 4, "max_length": 32, "repeats": 1, "runs": "launcher,workers"}
 
 
 def train_row(name, launcher, batch_size, args, data, tmp: Path):
     times = tmp / f"{name}.json"
     overrides = {
-        "paths.train": data["train"], "paths.dev": data["dev"], "components.bertcat.model.name": args.model,
+        "paths.train": data["train"],
+        "paths.dev": data["dev"],
+        "components.bertcat.model.name": args.model,
         "components.bertcat.model.max_length": args.max_length,
         "components.bertcat.model.chunking": json.dumps({"@misc": "spacy-bertcat.head.v1"}),
-        "training.max_steps": args.steps, "training.optimizer.learn_rate.total_steps": args.steps,
-        "training.eval_frequency": args.steps * 10, "training.batcher.size": batch_size,
+        "training.max_steps": args.steps,
+        "training.optimizer.learn_rate.total_steps": args.steps,
+        "training.eval_frequency": args.steps * 10,
+        "training.batcher.size": batch_size,
         "training.before_update": json.dumps({"@callbacks": "bench.step_timer.v1", "path": str(times)}),
     }
     flags = [part for key, value in overrides.items() for part in (f"--{key}", str(value))]
     common = [str(CONFIG), "--output", str(tmp / name), "--code", str(TIMER), *flags]
     command = {
         "spacy train": [sys.executable, "-m", "spacy", "train", *common],
-        "launcher, 1 worker": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "1",
-                               "-m", "spacy_bertcat", "train", *common],
+        "launcher, 1 worker": [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "1",
+            "-m",
+            "spacy_bertcat",
+            "train",
+            *common,
+        ],
         "2 workers": [sys.executable, "-m", "spacy_bertcat", "train", "--workers", "2", *common],
     }[launcher]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
@@ -65,9 +87,14 @@ def train_row(name, launcher, batch_size, args, data, tmp: Path):
     collectives = re.search(r"steps: ([\d.]+) s in collectives", out.stdout + out.stderr)
     global_batch = batch_size * (2 if launcher == "2 workers" else 1)
     return {
-        "run": launcher, "workers": 2 if launcher == "2 workers" else 1, "batch per worker": batch_size,
-        "global batch": global_batch, "steps timed": steps, "s/step": seconds / steps,
-        "examples/s": steps * global_batch / seconds, "wall s": wall,
+        "run": launcher,
+        "workers": 2 if launcher == "2 workers" else 1,
+        "batch per worker": batch_size,
+        "global batch": global_batch,
+        "steps timed": steps,
+        "s/step": seconds / steps,
+        "examples/s": steps * global_batch / seconds,
+        "wall s": wall,
         "collectives s/step": float(collectives.group(1)) / (args.steps + 1) if collectives else None,
     }
 
@@ -112,62 +139,106 @@ def all_reduce_row(name: str, model, repeats: int):
     procs = [ctx.Process(target=all_reduce_child, args=(r, 2, port, shapes, repeats, queue)) for r in range(2)]
     for p in procs:
         p.start()
-    times = queue.get(timeout=600)
+    deadline = time.monotonic() + 600
+    while True:  # a worker that dies leaves the other in init_process_group: stop both
+        try:
+            times = queue.get(timeout=1)
+            break
+        except Empty:
+            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            if dead or time.monotonic() > deadline:
+                for p in procs:
+                    p.kill()
+                raise RuntimeError(f"all-reduce worker exited with {dead[0]}" if dead else "all-reduce timed out")
     for p in procs:
         p.join()
     median = statistics.median(times)
     megabytes = n_params * 4 / 1e6
-    return {"gradient": name, "parameters (M)": n_params / 1e6, "MB": megabytes, "tensors": len(shapes),
-            "ms/step": median * 1000, "bus GB/s": 2 * (2 - 1) / 2 * megabytes / 1000 / median}
+    return {
+        "gradient": name,
+        "parameters (M)": n_params / 1e6,
+        "MB": megabytes,
+        "tensors": len(shapes),
+        "ms/step": median * 1000,
+        "bus GB/s": 2 * (2 - 1) / 2 * megabytes / 1000 / median,
+    }
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA / "ag_news")
     parser.add_argument("--model", default=None)
     parser.add_argument("--train", type=int, default=2000)
+    parser.add_argument("--dev", type=int, default=32)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=32, help="global batch (2 workers take half each)")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--skip-training", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("--runs", default=",".join(RUNS), help=f"training runs, of {','.join(RUNS)}")
+    args = parse_args(parser, argv, SMOKE)
     args.model = args.model or minilm_path()
-    command = "python bench/distributed_train.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line("distributed_train.py", argv)
     rows = []
     if not args.skip_training:
         train = read_jsonl(args.data / "train.jsonl", limit=args.train, seed=0)
-        dev = read_jsonl(args.data / "test.jsonl", limit=32, seed=0)
+        dev = read_jsonl(args.data / "test.jsonl", limit=args.dev, seed=0)
         labels = label_set(train, dev)
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
-            data = {"train": to_docbin(train, labels, tmp / "train.spacy"), "dev": to_docbin(dev, labels, tmp / "dev.spacy")}
-            for launcher, batch in (("spacy train", args.batch_size), ("launcher, 1 worker", args.batch_size),
-                                    ("2 workers", args.batch_size // 2)):
+            data = {
+                "train": to_docbin(train, labels, tmp / "train.spacy"),
+                "dev": to_docbin(dev, labels, tmp / "dev.spacy"),
+            }
+            for launcher, share in (RUNS[run] for run in args.runs.split(",")):
+                batch = args.batch_size // share
                 rows.append(train_row(launcher.replace(" ", "_").replace(",", ""), launcher, batch, args, data, tmp))
                 print(rows[-1], flush=True)
-        base = rows[0]["examples/s"]
+        base = next((row["examples/s"] for row in rows if row["run"] == "spacy train"), None)
         for row in rows:
-            row["vs spacy train"] = row["examples/s"] / base
-        write_results("distributed_train", command, rows,
-                      ["run", "workers", "batch per worker", "global batch", "steps timed", "s/step", "examples/s",
-                       "vs spacy train", "collectives s/step", "wall s"],
-                      notes=f"AG News, {args.train} training documents, packaged MiniLM, head at {args.max_length} "
-                            "wordpieces, 2 cores: one worker uses both (2 torch threads), two workers one each.")
+            row["vs spacy train"] = row["examples/s"] / base if base else None
+        write_results(
+            "distributed_train",
+            command,
+            rows,
+            [
+                "run",
+                "workers",
+                "batch per worker",
+                "global batch",
+                "steps timed",
+                "s/step",
+                "examples/s",
+                "vs spacy train",
+                "collectives s/step",
+                "wall s",
+            ],
+            notes=f"AG News, {args.train} training documents, packaged MiniLM, head at {args.max_length} "
+            "wordpieces, 2 cores: one worker uses both (2 torch threads), two workers one each.",
+            results_dir=args.results_dir,
+        )
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification, BertConfig
 
     reduce_rows = []
-    for name, config in (("MiniLM-L6 (all-MiniLM-L6-v2)", AutoConfig.from_pretrained(args.model, num_labels=4)),
-                         ("bert-base", BertConfig(num_labels=4))):
+    gradients = [
+        ("MiniLM-L6 (all-MiniLM-L6-v2)", AutoConfig.from_pretrained(args.model, num_labels=4)),
+        ("bert-base", BertConfig(num_labels=4)),
+    ]
+    for name, config in gradients[:1] if args.smoke else gradients:
         with torch.device("meta"):
             model = AutoModelForSequenceClassification.from_config(config)
         reduce_rows.append(all_reduce_row(name, model, args.repeats))
         print(reduce_rows[-1], flush=True)
-    write_results("distributed_allreduce", command, reduce_rows,
-                  ["gradient", "parameters (M)", "MB", "tensors", "ms/step", "bus GB/s"],
-                  notes="2 gloo processes on this machine (loopback TCP), float32 gradients, 25 MB buckets, median "
-                        f"of {args.repeats}. Bus bandwidth = 2 (N-1)/N x bytes / time.")
+    write_results(
+        "distributed_allreduce",
+        command,
+        reduce_rows,
+        ["gradient", "parameters (M)", "MB", "tensors", "ms/step", "bus GB/s"],
+        notes="2 gloo processes on this machine (loopback TCP), float32 gradients, 25 MB buckets, median "
+        f"of {args.repeats}. Bus bandwidth = 2 (N-1)/N x bytes / time.",
+        results_dir=args.results_dir,
+    )
 
 
 if __name__ == "__main__":

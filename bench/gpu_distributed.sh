@@ -38,6 +38,6 @@ PY
 if [ "$GPUS" -ge 2 ]; then
   half=(configs/bertcat.cfg "${args[@]:1}" --training.batcher.size 16)
   ( time python3 -m spacy_bertcat train "${half[@]}" --workers 2 --output /tmp/nccl2 ) 2>&1 | tail -8 | tee "$OUT/gpu_nccl_2workers.log"
-  timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_distributed.py 2>&1 | tail -5 | tee -a "$OUT/gpu_nccl_2workers.log"
+  timeout 300 python3 -m pytest -q -p no:cacheprovider tests/distributed/test_distributed.py 2>&1 | tail -5 | tee -a "$OUT/gpu_nccl_2workers.log"
 fi
 ls "$OUT"

@@ -11,6 +11,7 @@ recipe; SVM: decision value 0).
 
     python bench/multilabel.py --steps 600 --systems shipped_before,default,trainer,svm
 """
+
 import argparse
 import json
 import random
@@ -23,7 +24,15 @@ import numpy
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import (  # noqa: E402
-    DEFAULT_DATA, command_line, hf_dataset, minilm_path, parse_args, read_jsonl, smoke_skips, timer, train_overrides,
+    DEFAULT_DATA,
+    command_line,
+    hf_dataset,
+    minilm_path,
+    parse_args,
+    read_jsonl,
+    smoke_skips,
+    timer,
+    train_overrides,
     write_results,
 )
 
@@ -45,37 +54,69 @@ BEFORE = {
 RECIPES: Dict[str, Dict] = {
     "shipped_before": BEFORE,
     "tuned": {**BEFORE, "components.bertcat.tune_thresholds": True},
-    "tuned_head10": {**BEFORE, "components.bertcat.tune_thresholds": True, "components.bertcat.model.head_lr_scale": 10.0},
+    "tuned_head10": {
+        **BEFORE,
+        "components.bertcat.tune_thresholds": True,
+        "components.bertcat.model.head_lr_scale": 10.0,
+    },
     "tuned_lr1e-4_head10": {
-        **BEFORE, "components.bertcat.tune_thresholds": True, "components.bertcat.model.head_lr_scale": 10.0,
-        "training.optimizer.learn_rate.initial_rate": 1e-4, "training.optimizer.learn_rate.warmup_steps": 60,
+        **BEFORE,
+        "components.bertcat.tune_thresholds": True,
+        "components.bertcat.model.head_lr_scale": 10.0,
+        "training.optimizer.learn_rate.initial_rate": 1e-4,
+        "training.optimizer.learn_rate.warmup_steps": 60,
     },
     "tuned_lr1e-4_head10_balanced": {
-        **BEFORE, "components.bertcat.tune_thresholds": True, "components.bertcat.model.head_lr_scale": 10.0,
-        "training.optimizer.learn_rate.initial_rate": 1e-4, "training.optimizer.learn_rate.warmup_steps": 60,
+        **BEFORE,
+        "components.bertcat.tune_thresholds": True,
+        "components.bertcat.model.head_lr_scale": 10.0,
+        "training.optimizer.learn_rate.initial_rate": 1e-4,
+        "training.optimizer.learn_rate.warmup_steps": 60,
         "components.bertcat.class_weights": "balanced",
     },
     "tuned_lr1e-4_head10_asl": {
-        **BEFORE, "components.bertcat.tune_thresholds": True, "components.bertcat.model.head_lr_scale": 10.0,
-        "training.optimizer.learn_rate.initial_rate": 1e-4, "training.optimizer.learn_rate.warmup_steps": 60,
-        "components.bertcat.loss": {"@misc": "spacy-bertcat.asymmetric_loss.v1", "gamma_neg": 4.0, "gamma_pos": 0.0, "clip": 0.05},
+        **BEFORE,
+        "components.bertcat.tune_thresholds": True,
+        "components.bertcat.model.head_lr_scale": 10.0,
+        "training.optimizer.learn_rate.initial_rate": 1e-4,
+        "training.optimizer.learn_rate.warmup_steps": 60,
+        "components.bertcat.loss": {
+            "@misc": "spacy-bertcat.asymmetric_loss.v1",
+            "gamma_neg": 4.0,
+            "gamma_pos": 0.0,
+            "clip": 0.05,
+        },
     },
     # The shipped config as it is now, its warmup scaled to the budget (10%, as in
     # the config: 200 of 2,000 steps).
     "default": {"training.optimizer.learn_rate.warmup_steps": "10%"},
 }
 _TUNED_FAST = {
-    **BEFORE, "components.bertcat.tune_thresholds": True, "components.bertcat.model.head_lr_scale": 10.0,
-    "training.optimizer.learn_rate.initial_rate": 1e-4, "training.optimizer.learn_rate.warmup_steps": 60,
+    **BEFORE,
+    "components.bertcat.tune_thresholds": True,
+    "components.bertcat.model.head_lr_scale": 10.0,
+    "training.optimizer.learn_rate.initial_rate": 1e-4,
+    "training.optimizer.learn_rate.warmup_steps": 60,
 }
 _ASL = {"@misc": "spacy-bertcat.asymmetric_loss.v1", "gamma_neg": 4.0, "gamma_pos": 0.0, "clip": 0.05}
-RECIPES.update({
-    "asl_balanced": {**_TUNED_FAST, "components.bertcat.loss": _ASL, "components.bertcat.class_weights": "balanced"},
-    "asl_sqrt": {**_TUNED_FAST, "components.bertcat.loss": _ASL,
-                 "components.bertcat.class_weights": {"@misc": "spacy-bertcat.balanced_class_weights.v1", "power": 0.5}},
-    "bce_sqrt": {**_TUNED_FAST,
-                 "components.bertcat.class_weights": {"@misc": "spacy-bertcat.balanced_class_weights.v1", "power": 0.5}},
-})
+RECIPES.update(
+    {
+        "asl_balanced": {
+            **_TUNED_FAST,
+            "components.bertcat.loss": _ASL,
+            "components.bertcat.class_weights": "balanced",
+        },
+        "asl_sqrt": {
+            **_TUNED_FAST,
+            "components.bertcat.loss": _ASL,
+            "components.bertcat.class_weights": {"@misc": "spacy-bertcat.balanced_class_weights.v1", "power": 0.5},
+        },
+        "bce_sqrt": {
+            **_TUNED_FAST,
+            "components.bertcat.class_weights": {"@misc": "spacy-bertcat.balanced_class_weights.v1", "power": 0.5},
+        },
+    }
+)
 
 
 def split_dev(train, fraction: float, seed: int):
@@ -110,7 +151,11 @@ def run_bertcat(recipe: Dict, train, dev, test, labels, args, tmp: Path):
 def run_trainer(train, test, labels, args, tmp: Path):
     import torch
     from transformers import (
-        AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
     )
     from transformers.utils import logging as hf_logging
 
@@ -125,18 +170,34 @@ def run_trainer(train, test, labels, args, tmp: Path):
         tokenizer = AutoTokenizer.from_pretrained(args.model)
         torch.manual_seed(args.seed)
         model = AutoModelForSequenceClassification.from_pretrained(
-            args.model, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=index,
-            problem_type="multi_label_classification", attn_implementation="sdpa",
+            args.model,
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id=index,
+            problem_type="multi_label_classification",
+            attn_implementation="sdpa",
         )
         # The plain recipe: TrainingArguments' defaults (lr 5e-5, linear decay, no
         # warmup, no weight decay) with the shared budget.
         training_args = TrainingArguments(
-            output_dir=str(tmp / "hf"), max_steps=args.steps, per_device_train_batch_size=args.batch_size,
-            seed=args.seed, save_strategy="no", report_to=[], logging_steps=args.steps, disable_tqdm=True,
-            use_cpu=True, dataloader_num_workers=0, per_device_eval_batch_size=64,
+            output_dir=str(tmp / "hf"),
+            max_steps=args.steps,
+            per_device_train_batch_size=args.batch_size,
+            seed=args.seed,
+            save_strategy="no",
+            report_to=[],
+            logging_steps=args.steps,
+            disable_tqdm=True,
+            use_cpu=True,
+            dataloader_num_workers=0,
+            per_device_eval_batch_size=64,
         )
-        trainer = Trainer(model=model, args=training_args, train_dataset=Dataset(train),
-                          data_collator=DataCollatorWithPadding(tokenizer))
+        trainer = Trainer(
+            model=model,
+            args=training_args,
+            train_dataset=Dataset(train),
+            data_collator=DataCollatorWithPadding(tokenizer),
+        )
         trainer.train()
     output = trainer.predict(Dataset(test))
     scores = 1.0 / (1.0 + numpy.exp(-output.predictions))
@@ -167,7 +228,7 @@ def metrics(gold: numpy.ndarray, scores: numpy.ndarray, predicted: numpy.ndarray
         "micro_f1": f1_score(gold, predicted, average="micro", zero_division=0),
         "macro_f1": f1_score(gold, predicted, average="macro", zero_division=0),
         "macro_auc": roc_auc_score(gold[:, has_both], scores[:, has_both], average="macro"),
-        "labels_never_predicted": int(((predicted.sum(axis=0) == 0)).sum()),
+        "labels_never_predicted": int((predicted.sum(axis=0) == 0).sum()),
         "frequent_never_predicted": int(((predicted.sum(axis=0) == 0) & (train_counts >= 10)).sum()),
         "docs_without_label": int((predicted.sum(axis=1) == 0).sum()),
     }
@@ -208,8 +269,15 @@ def main(argv=None):
             elif system == "svm":
                 seconds, scores, predicted, fallback = run_svm(train, test, labels, args)
             else:
-                seconds, scores, predicted, fallback = run_bertcat(RECIPES[system], train, dev, test, labels, args, Path(tmp))
-        row = {"system": system, "train_s": round(seconds, 1), **metrics(gold, scores, predicted, train_counts), **fallback}
+                seconds, scores, predicted, fallback = run_bertcat(
+                    RECIPES[system], train, dev, test, labels, args, Path(tmp)
+                )
+        row = {
+            "system": system,
+            "train_s": round(seconds, 1),
+            **metrics(gold, scores, predicted, train_counts),
+            **fallback,
+        }
         rows.append(row)
         print(json.dumps(row), flush=True)
     command = command_line("multilabel.py", argv)
@@ -220,10 +288,21 @@ def main(argv=None):
         "with positives and negatives in the test split. frequent_never_predicted: labels with at least 10 "
         "training positives that no test document gets. labels_global_threshold: labels with too few dev "
         "positives for a threshold of their own; labels_by_prevalence: those of them whose threshold was lowered to "
-        "their training prevalence's. Recipes: " + json.dumps({k: RECIPES[k] for k in args.systems.split(",") if k in RECIPES})
+        "their training prevalence's. Recipes: "
+        + json.dumps({k: RECIPES[k] for k in args.systems.split(",") if k in RECIPES})
     )
-    columns = ["system", "train_s", "micro_f1", "macro_f1", "macro_auc", "labels_never_predicted",
-               "frequent_never_predicted", "docs_without_label", "labels_global_threshold", "labels_by_prevalence"]
+    columns = [
+        "system",
+        "train_s",
+        "micro_f1",
+        "macro_f1",
+        "macro_auc",
+        "labels_never_predicted",
+        "frequent_never_predicted",
+        "docs_without_label",
+        "labels_global_threshold",
+        "labels_by_prevalence",
+    ]
     write_results(args.name, command, rows, columns, notes=notes, results_dir=args.results_dir)
 
 

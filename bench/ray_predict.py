@@ -16,19 +16,22 @@ code runs on many.
 
     python bench/ray_predict.py [--rows 2000] [--batch-size 64] [--concurrency 1,2] [--device cuda]
 """
+
 import argparse
 import json
 import os
-import shlex
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import DEFAULT_DATA, in_child, minilm_path, read_jsonl, write_results  # noqa: E402
+from common import DEFAULT_DATA, command_line, in_child, minilm_path, parse_args, read_jsonl, smoke_skips, write_results  # noqa: E402
 
 LABELS = ["World", "Sports", "Business", "Sci/Tech"]
+# --smoke: nlp.pipe and Ray with one actor (its own process, as measured) on a few
+# rows; the measurements themselves run in this process (in_child inline).
+SMOKE = {"rows": 16, "batch_size": 4, "concurrency": "1", "max_length": 32}
 
 
 def build_pipeline(model: str, max_length: int, path: Path) -> str:
@@ -38,9 +41,13 @@ def build_pipeline(model: str, max_length: int, path: Path) -> str:
     from spacy.training import Example
 
     nlp = spacy.blank("en")
-    nlp.add_pipe("bertcat", config={"model": {"name": model, "max_length": max_length,
-                                              "chunking": {"@misc": "spacy-bertcat.head.v1"}}})
-    examples = [Example.from_dict(nlp.make_doc("x"), {"cats": {label: float(i == 0) for i, label in enumerate(LABELS)}})]
+    nlp.add_pipe(
+        "bertcat",
+        config={"model": {"name": model, "max_length": max_length, "chunking": {"@misc": "spacy-bertcat.head.v1"}}},
+    )
+    examples = [
+        Example.from_dict(nlp.make_doc("x"), {"cats": {label: float(i == 0) for i, label in enumerate(LABELS)}})
+    ]
     nlp.initialize(lambda: examples)
     nlp.to_disk(path)
     return str(path)
@@ -56,12 +63,16 @@ def measure_pipe(spec: dict) -> dict:
     start = time.perf_counter()
     nlp = spacy.load(spec["path"])
     arrivals = []  # (time, docs so far)
-    for n, doc in enumerate(nlp.pipe(texts, batch_size=spec["batch_size"]), start=1):
+    for n, _doc in enumerate(nlp.pipe(texts, batch_size=spec["batch_size"]), start=1):
         if n % spec["batch_size"] == 0 or n == len(texts):
             arrivals.append((time.perf_counter(), n))
     assert arrivals[-1][1] == len(texts)
-    return {"system": "nlp.pipe", "workers": 1, "threads_per_worker": torch.get_num_threads(),
-            **_timings(start, arrivals)}
+    return {
+        "system": "nlp.pipe",
+        "workers": 1,
+        "threads_per_worker": torch.get_num_threads(),
+        **_timings(start, arrivals),
+    }
 
 
 def measure_ray(spec: dict) -> dict:
@@ -81,7 +92,9 @@ def measure_ray(spec: dict) -> dict:
     cpus = max(1, cores // concurrency)
     gpus = 1 / concurrency if spec["device"] == "cuda" else 0
     start = time.perf_counter()
-    out = predict(ds, spec["path"], batch_size=spec["batch_size"], concurrency=concurrency, num_cpus=cpus, num_gpus=gpus)
+    out = predict(
+        ds, spec["path"], batch_size=spec["batch_size"], concurrency=concurrency, num_cpus=cpus, num_gpus=gpus
+    )
     arrivals = []  # (time, rows so far)
     ids = []
     for batch in out.iter_batches(batch_size=None, batch_format="pyarrow"):
@@ -100,11 +113,16 @@ def _timings(start: float, arrivals: list) -> dict:
     end, n = arrivals[-1]
     middle_time, middle_n = next((t, k) for t, k in arrivals if k >= n / 2)
     steady = (n - middle_n) / (end - middle_time) if end > middle_time else None
-    return {"docs": n, "seconds": end - start, "docs_per_s": n / (end - start), "steady_docs_per_s": steady,
-            "first_result_s": arrivals[0][0] - start}
+    return {
+        "docs": n,
+        "seconds": end - start,
+        "docs_per_s": n / (end - start),
+        "steady_docs_per_s": steady,
+        "first_result_s": arrivals[0][0] - start,
+    }
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
@@ -115,23 +133,28 @@ def main():
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--name", default=None)
-    args = parser.parse_args()
+    args = parse_args(parser, argv, SMOKE)
     if args.child:
         spec = json.loads(Path(args.child).read_text())
         print(json.dumps(measure_ray(spec) if spec["system"] == "ray" else measure_pipe(spec)))
         return
-    command = "python bench/ray_predict.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line("ray_predict.py", argv)
     model = args.model or minilm_path()
     texts = [t for t, _ in read_jsonl(args.data_dir / "ag_news" / "test.jsonl", limit=args.rows)]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    path = build_pipeline(model, args.max_length, Path(tempfile.mkdtemp(prefix="bertcat-ray-")) / "model")
+    path = build_pipeline(
+        model, args.max_length, Path(tempfile.mkdtemp(prefix="bertcat-ray-", dir=args.smoke_dir)) / "model"
+    )
     base = {"path": path, "texts": texts, "batch_size": args.batch_size, "device": args.device, "cores": cores}
     rows = []
-    pipe = in_child(__file__, {**base, "system": "pipe"})
+    pipe = in_child(__file__, {**base, "system": "pipe"}, inline=args.smoke)
     rows.append(pipe)
     print(json.dumps(pipe), flush=True)
-    for concurrency in [int(c) for c in args.concurrency.split(",") if c]:
-        row = in_child(__file__, {**base, "system": "ray", "concurrency": concurrency})
+    concurrencies = [int(c) for c in args.concurrency.split(",") if c]
+    if concurrencies and smoke_skips(args, "Ray Data", "ray"):
+        concurrencies = []
+    for concurrency in concurrencies:
+        row = in_child(__file__, {**base, "system": "ray", "concurrency": concurrency}, inline=args.smoke)
         rows.append(row)
         print(json.dumps(row), flush=True)
     for row in rows:
@@ -139,15 +162,34 @@ def main():
         if row["steady_docs_per_s"] and pipe["steady_docs_per_s"]:
             row["steady_ratio_vs_pipe"] = row["steady_docs_per_s"] / pipe["steady_docs_per_s"]
     name = args.name or f"ray_predict_{args.device}"
-    notes = (f"{len(texts)} AG News test texts, head truncation at {args.max_length} wordpieces, batch size "
-             f"{args.batch_size}, {cores} cores. docs_per_s: end to end (Ray: from predict() to the last row, "
-             "actors started and the pipeline loaded in each; nlp.pipe: from spacy.load). steady_docs_per_s: the "
-             "second half of the rows over the time they took to arrive (no startup). first_result_s: until the first output batch "
-             "(Ray: through Dataset.iter_batches; nlp.pipe: its first doc). ratio columns: over nlp.pipe's. "
-             "Rows come out in input order (checked); each measurement in its own process and Ray.")
-    write_results(name, command, rows, ["system", "workers", "threads_per_worker", "docs", "seconds", "docs_per_s",
-                                        "ratio_vs_pipe", "steady_docs_per_s", "steady_ratio_vs_pipe",
-                                        "first_result_s"], notes, extra={"batch_size": args.batch_size, "cores": cores})
+    notes = (
+        f"{len(texts)} AG News test texts, head truncation at {args.max_length} wordpieces, batch size "
+        f"{args.batch_size}, {cores} cores. docs_per_s: end to end (Ray: from predict() to the last row, "
+        "actors started and the pipeline loaded in each; nlp.pipe: from spacy.load). steady_docs_per_s: the "
+        "second half of the rows over the time they took to arrive (no startup). first_result_s: until the first output batch "
+        "(Ray: through Dataset.iter_batches; nlp.pipe: its first doc). ratio columns: over nlp.pipe's. "
+        "Rows come out in input order (checked); each measurement in its own process and Ray."
+    )
+    write_results(
+        name,
+        command,
+        rows,
+        [
+            "system",
+            "workers",
+            "threads_per_worker",
+            "docs",
+            "seconds",
+            "docs_per_s",
+            "ratio_vs_pipe",
+            "steady_docs_per_s",
+            "steady_ratio_vs_pipe",
+            "first_result_s",
+        ],
+        notes,
+        extra={"batch_size": args.batch_size, "cores": cores},
+        results_dir=args.results_dir,
+    )
 
 
 if __name__ == "__main__":

@@ -121,6 +121,46 @@ class Warnings(metaclass=ErrorsWithCodes):
         "({share:.1%}) are longer than what the chunking strategy '{strategy}' "
         "reads ({detail})."
     )
+    # Commands' safety (issue 24): BCW020-BCW029.
+    BCW020 = (
+        "{n} of {total} record(s) of {path} could not be classified (the first on "
+        "line {line}: {problem}); their rows have an 'error' field and no scores."
+    )
+    BCW021 = "{path} holds no records, so the output holds no rows."
+    BCW022 = (
+        "{path} is left from an earlier conversion: this split writes {written} "
+        "only. Delete it if it does not belong with them."
+    )
+    BCW023 = (
+        "{path} is not {encoding} text ({reason}); it was read whole as {fallback} "
+        "(--fallback-encoding). Check its characters in the output."
+    )
+    # Component contract (issue 24)
+    BCW030 = (
+        "Component '{name}': the label(s) {labels} have positive examples but no "
+        "negative one in the training data (no document marks them 0.0). A label "
+        "left out of a document's doc.cats is missing, not negative, so these "
+        "labels learn from their positives alone, and the model learns to "
+        "predict them for every document (balanced class weights give them "
+        "weight 1; 0 would keep them from training at all). Mark the documents "
+        "without a label with 0.0 in doc.cats (`spacy-bertcat convert` does so "
+        "for the `label` and `labels` fields; a `cats` field leaves absent "
+        "labels missing)."
+    )
+    BCW031 = (
+        "Component '{name}': {n} of {n_docs} training document(s) have their "
+        "positive label among other labels ({labels}) and none of this "
+        "component's classes {own}; they carry no annotation for this component "
+        "and are skipped in its training (as spaCy's textcat does). If the "
+        "component should predict those labels, give it them in "
+        "[initialize.components.{name}] labels = [...]."
+    )
+    BCW032 = (
+        "Component '{name}': its calibration was fitted for the labels {labels} "
+        "and is removed now that '{label}' is added; per-label thresholds return "
+        "to the uncalibrated scores. Run `spacy-bertcat calibrate` again after "
+        "training."
+    )
 
 
 class Errors(metaclass=ErrorsWithCodes):
@@ -185,7 +225,7 @@ class Errors(metaclass=ErrorsWithCodes):
     )
     BC011 = (
         "Invalid class_weights for component '{name}': {detail}. Use \"balanced\", "
-        "null, or a block mapping each label to a positive weight, e.g. "
+        '"sqrt_balanced", null, or a block mapping each label to a positive weight, e.g. '
         "[components.{name}.class_weights] with lines like `sport = 2.0`."
     )
     BC012 = (
@@ -461,4 +501,100 @@ class Errors(metaclass=ErrorsWithCodes):
         "own disks. {path} was not created. On a cluster, write to a path every "
         "node shares (a shared file system) or use spacy_bertcat.predict.ray.predict and "
         "the Dataset's write_parquet to cloud storage."
+    )
+    # Commands' safety (issue 24): BC080-BC099.
+    BC080 = (
+        "Cannot write to {output}: it {relation} {input}, an input of this "
+        "command. An output must differ from the inputs, and neither may contain "
+        "the other: writing there could overwrite or delete the input, or read "
+        "the output back as input. Give an output outside it (e.g. a new folder "
+        "beside it)."
+    )
+    BC081 = (
+        "Cannot write to the output folder {path}: {detail}. {command} writes "
+        "only into a new or empty folder{also}, so that it never deletes or "
+        "overwrites what is there: give a new folder, or empty this one yourself."
+    )
+    BC082 = (
+        "Cannot replace the pipeline {path}: it holds {extra}, which the saved "
+        "pipeline does not contain, and replacing the folder would remove it. "
+        "Move it out of the pipeline folder, or save the pipeline to a new "
+        "folder."
+    )
+    BC083 = (
+        "{path} has input field(s) named like the fields a prediction row adds: "
+        "{fields} (first on line {line}). The rows add {reserved}, so these "
+        "values would be overwritten or taken for predictions. {fix}"
+    )
+    BC084 = (
+        "Unknown encoding '{encoding}' ({option}). Use an encoding Python knows, e.g. utf-8, utf-16, cp1252 or latin-1."
+    )
+    BC085 = (
+        "{path} already exists, and {command} does not replace a file unless told "
+        "to. Give a new output name, move the file away, or pass --overwrite to "
+        "replace it."
+    )
+    BC086 = (
+        "Cannot load the pipeline '{model}': {detail}. Give the path of a "
+        "pipeline folder saved by `spacy train` or nlp.to_disk (config.cfg, "
+        "meta.json and a folder per component) or the name of an installed "
+        "pipeline package; if files of the folder were deleted or damaged, save "
+        "or copy the pipeline again."
+    )
+    BC087 = (
+        "None of the {n} record(s) of {path} can be classified, so nothing was "
+        "written. The first, on line {line}: {problem}. {hint}"
+    )
+    BC088 = "{option} has no effect {context}: {detail}. Leave it out{fix}."
+    BC089 = (
+        "Cannot write {path}: {reason}. Check that its folder can be created, "
+        "that this user may write there and that the disk has space."
+    )
+    BC090 = (
+        "Cannot read {path}: {reason}. Check that it exists and that this user "
+        "may read it (e.g. `chmod a+r FILE`, or `chmod -R a+rX` on a folder)."
+    )
+    BC091 = "{path} is a folder, but {command} writes a file there: give a file name, e.g. {example}."
+    BC092 = "{problem} {fix} Run `spacy-bertcat {command} --help` for its arguments and options."
+    # Ray robustness (issue 24): BC120-BC129.
+    BC120 = (
+        "{what} is not valid {encoding} text ({reason}), so {lost} was not read. "
+        "Convert the file to UTF-8, or give its encoding: --encoding on the "
+        "command line, encoding= in Python (e.g. cp1252, latin-1 or utf-16)."
+    )
+    BC121 = "{what} cannot be read: {reason}. {fix}."
+    BC122 = (
+        "A Ray actor could not load the pipeline '{model}'{node}: {cause}. "
+        "Nothing was written to the output. Check that the pipeline loads with "
+        "spacy.load (or `spacy-bertcat predict` with --engine local); on a "
+        "cluster, that every node has the same pipeline files and packages. "
+        "Ray's own log of the failure is in {log}."
+    )
+    BC123 = (
+        "Cannot read {what} as {user}: {paths}. Give this user read access "
+        "(e.g. `chmod a+r FILE`, `chmod a+rx FOLDER`), or leave {them} out of "
+        "INPUT. Nothing was read: a run never skips input it cannot read."
+    )
+    BC124 = (
+        "The input has {fields} named like a reserved output field{where}: a "
+        "prediction row carries its own {reserved}, so the input's values would "
+        "be lost or taken for predictions. Rename the field(s) in the input (e.g. "
+        "'{example}' to 'input_{example}'){how}."
+    )
+    # Component contract (issue 24)
+    BC100 = (
+        "Component '{name}' cannot add the label '{label}' after initialize: "
+        "{reason}. Add every label before `nlp.initialize()` (or list them in "
+        "[initialize.components.{name}] labels)."
+    )
+    BC101 = (
+        "This pipeline's model is a '{model_type}' model, saved with transformers "
+        "{saved}, and the installed transformers {installed} does not know that "
+        "model type (it came in a later release). Upgrade transformers, e.g. "
+        '`pip install -U "transformers>={saved}"`, to load it.'
+    )
+    BC102 = (
+        "The {what} of '{model}' needs the Python package '{package}', which is "
+        "not installed ({reason}). Run `pip install {package}` and initialize "
+        "again."
     )

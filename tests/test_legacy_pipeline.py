@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
+# Depends on the transformers version: `make test-tf5` runs it under transformers 5 too.
+pytestmark = pytest.mark.transformers
+
 FIXTURE = Path(__file__).parent / "fixtures" / "legacy-0.1.0"
 SCRIPT = r"""
 import json, sys, warnings
 warnings.simplefilter("ignore")
 import spacy
-
-# Depends on the transformers version: `make test-tf5` runs it under transformers 5 too.
-pytestmark = pytest.mark.transformers
 nlp = spacy.load(sys.argv[1])
 texts = json.loads(sys.argv[2])
 out = []

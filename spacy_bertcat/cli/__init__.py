@@ -11,11 +11,12 @@ scores and conformal prediction sets, fitted on held-out data) and ``optimize``
 """
 
 from . import calibrate, convert, evaluate, find_thresholds, optimize, predict, train  # noqa: F401  (registers the commands)
-from ._util import app
+from ._util import app, plain_in_new_printers
 
 
 def main() -> None:
     """Run the CLI (the `spacy-bertcat` console script)."""
+    plain_in_new_printers()
     app()
 
 

@@ -1,19 +1,33 @@
 """`calibrate`: fit a classifier's calibration on held-out data and store it in the
 pipeline (see decisions/calibration.py)."""
 
+import functools
 import warnings
 from pathlib import Path
 from typing import List, Optional
 
+import typer
 from wasabi import msg
 
 from ..evaluation.calibrate import calibrate
-from ._util import Arg, Opt, app, load_pipeline, save_pipeline
+from ._util import (
+    Arg,
+    Classifier,
+    Opt,
+    app,
+    divider,
+    load_pipeline,
+    pipeline_output,
+    refuse_given,
+    run_check,
+    save_pipeline,
+)
 
 
 @app.command("calibrate")
 def calibrate_cli(
     # fmt: off
+    ctx: typer.Context,
     model: Path = Arg(
         ...,
         help="Path of a trained pipeline with a bertcat or bertcat_multilabel component",
@@ -29,7 +43,7 @@ def calibrate_cli(
         None,
         "--output",
         "-o",
-        help="Save the calibrated pipeline here (default: overwrite MODEL in place)",
+        help="Save the calibrated pipeline here: a new or empty folder (default: replace MODEL by its calibrated copy)",
         file_okay=False,
     ),
     component: Optional[str] = Opt(
@@ -52,6 +66,11 @@ def calibrate_cli(
         None, "--label-field", "-l", help="Label field of JSONL/CSV data (default: label, labels or cats)"
     ),
     labels_sep: str = Opt("|", "--labels-sep", help="Separator of several labels in one CSV/TSV value"),
+    replace: bool = Opt(
+        False,
+        "--replace",
+        help="Replace OUTPUT if it is a pipeline saved before (by an earlier run, say): only a folder that holds nothing but a saved pipeline's files is replaced, any other folder is refused",
+    ),
     gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU ID or -1 for CPU"),
     # fmt: on
 ):
@@ -66,7 +85,36 @@ def calibrate_cli(
     scores stay in doc._.bertcat_uncalibrated_cats. Prints the calibration error
     before and after on the data; `evaluate` on test data reports both.
     """
+    target = output_dir if output_dir is not None else model
+    output_check = functools.partial(
+        pipeline_output,
+        output=target,
+        model=model,
+        data=[data_path],
+        command="calibrate --output",
+        in_place=True,
+        replace=replace,
+    )
+    run_check(output_check(None))  # before the pipeline loads
     nlp = load_pipeline(str(model), gpu_id)
+    check = output_check(nlp)
+    run_check(check)
+    try:
+        classifier = Classifier(nlp, component)
+    except ValueError as e:
+        msg.fail(str(e), exits=1)
+    if classifier.exclusive:
+        refuse_given(
+            ctx,
+            {"min_support": "it sets the labels of multi-label components that share one Platt scaling"},
+            f"for '{classifier.name}', which predicts exclusive classes",
+        )
+    else:
+        refuse_given(
+            ctx,
+            {"alpha": "prediction sets are made for exclusive classes only"},
+            f"for the multi-label component '{classifier.name}'",
+        )
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -87,7 +135,7 @@ def calibrate_cli(
             msg.warn(str(warning.message))
     calibration = result["calibration"]
     before, after = calibration.fitted["before"], calibration.fitted["after"]
-    msg.divider(f"Calibration of '{result['component']}': {calibration.describe()}")
+    divider(f"Calibration of '{result['component']}': {calibration.describe()}")
     msg.table(
         [
             (name, _fmt(key, before[key]), _fmt(key, after[key]))
@@ -111,8 +159,7 @@ def calibrate_cli(
             + ", ".join(calibration.pooled[:10])
             + (" ..." if len(calibration.pooled) > 10 else "")
         )
-    target = output_dir if output_dir is not None else model
-    save_pipeline(nlp, target)
+    save_pipeline(nlp, target, check)
     msg.good(f"Saved the calibrated pipeline to {target}")
 
 

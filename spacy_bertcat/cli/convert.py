@@ -5,20 +5,26 @@ from collections import Counter
 from pathlib import Path
 from typing import Optional
 
+import typer
 from wasabi import msg
 
 from ..data.convert import convert
 from ..data.splits import parse_fractions
-from ._util import Arg, Opt, app, parse_label_list, progress
+from ._util import Arg, Opt, app, parse_label_list, progress, refuse_given
 
 
 @app.command("convert")
 def convert_cli(
     # fmt: off
+    ctx: typer.Context,
     input_path: Path = Arg(
         ..., help="Input file (.jsonl, .csv, .tsv) or folder of label subfolders of .txt files", exists=True
     ),
-    output_dir: Path = Arg(..., help="Output directory for the .spacy file(s)", file_okay=False),
+    output_dir: Path = Arg(
+        ...,
+        help="Output directory for the .spacy file(s); its other files are never touched",
+        file_okay=False,
+    ),
     split: Optional[str] = Opt(
         None,
         "--split",
@@ -50,7 +56,12 @@ def convert_cli(
     fallback_encoding: Optional[str] = Opt(
         None,
         "--fallback-encoding",
-        help="Label folders: read files that are not valid in --encoding with this one (e.g. cp1252), naming each; default: such a file is an error",
+        help="Read a file that is not valid in --encoding with this one (e.g. cp1252), naming it in a warning (in label folders, each such file); default: such a file is an error",
+    ),
+    overwrite: bool = Opt(
+        False,
+        "--overwrite",
+        help="Replace .spacy files of the same names in OUTPUT_DIR (default: an existing one is an error)",
     ),
     # fmt: on
 ):
@@ -63,8 +74,12 @@ def convert_cli(
     together; without it, OUTPUT_DIR/<input name>.spacy holds all records.
     Invalid records stop the conversion with an error that names the line (or,
     in label folders, the file). In label folders, the .txt files of subfolders
-    count for their top folder's label.
+    count for their top folder's label. Nothing is written before every record
+    has been read; .spacy files already in OUTPUT_DIR are replaced only with
+    --overwrite, and nothing else there is touched.
     """
+    if split is None:
+        refuse_given(ctx, {"seed": "it seeds the random split of --split"}, "without --split", ", or add --split")
     try:
         fractions = parse_fractions(split) if split is not None else None
         with warnings.catch_warnings(record=True) as caught:
@@ -82,6 +97,7 @@ def convert_cli(
                 lang=lang,
                 encoding=encoding,
                 fallback_encoding=fallback_encoding,
+                overwrite=overwrite,
                 progress=lambda docs, total, name: progress(docs, total=total, desc=f"Writing {name}"),
             )
     except ValueError as e:

@@ -7,8 +7,8 @@ import srsly
 from wasabi import msg
 
 from ..errors import Errors
-from ..evaluation.evaluate import evaluate, write_report
-from ._util import Arg, Opt, app, load_pipeline, progress
+from ..evaluation.evaluate import check_report_folder, evaluate, write_report
+from ._util import Arg, Opt, app, divider, load_pipeline, progress, run_check
 
 
 @app.command("evaluate")
@@ -17,7 +17,11 @@ def evaluate_cli(
     model: str = Arg(..., help="Pipeline package name or path"),
     data_path: Path = Arg(..., help="Gold data: .spacy, or .jsonl/.csv/.tsv with text and labels", exists=True),
     output_dir: Path = Opt(
-        Path("reports"), "--output", "-o", help="Directory for report.md, report.json and the PNGs", file_okay=False
+        Path("reports"),
+        "--output",
+        "-o",
+        help="Directory for report.md, report.json and the PNGs: new, empty, or holding only an earlier report (whose files are replaced)",
+        file_okay=False,
     ),
     component: Optional[str] = Opt(
         None, "--component", "-C", help="The classifier to evaluate (default: the first that sets doc.cats)"
@@ -49,10 +53,12 @@ def evaluate_cli(
     calibrated pipeline, with the prediction sets' coverage), and the most
     confident errors (the texts to read first in an error analysis). Writes
     report.md, report.json, confusion_matrix.png, pr_curves.png and
-    reliability.png to the output directory. The JSON
-    also holds the component's own spaCy scores (as `spacy evaluate` reports
-    them).
+    reliability.png to the output directory: a new or empty one, or one that
+    holds only an earlier report (its files are replaced; any other file is
+    refused). The JSON also holds the component's own spaCy scores (as `spacy
+    evaluate` reports them).
     """
+    run_check(lambda: check_report_folder(output_dir, inputs=[Path(model), data_path, baseline]))
     nlp = load_pipeline(model, gpu_id)
     try:
         base = _read_baseline(baseline) if baseline is not None else None
@@ -81,7 +87,7 @@ def evaluate_cli(
         msg.fail(str(e), exits=1)
     s = report["summary"]
     label = "Accuracy" if report["exclusive"] else "Exact match"
-    msg.divider("Results")
+    divider("Results")
     msg.table(
         [
             (label, f"{100 * s['accuracy']:.2f}"),

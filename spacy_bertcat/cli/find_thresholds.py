@@ -1,5 +1,6 @@
 """`find-thresholds`: per-label thresholds of a multi-label pipeline, tuned on dev data."""
 
+import functools
 from pathlib import Path
 from typing import Optional
 
@@ -7,7 +8,7 @@ from wasabi import msg
 
 from ..decisions.thresholds import SOURCE_MARKERS
 from ..evaluation.thresholds import find_thresholds
-from ._util import Arg, Opt, app, load_pipeline, progress, save_pipeline
+from ._util import Arg, Opt, app, load_pipeline, pipeline_output, progress, run_check, save_pipeline
 
 
 @app.command("find-thresholds")
@@ -18,7 +19,11 @@ def find_thresholds_cli(
     ),
     data_path: Path = Arg(..., help="Dev data: .spacy, or .jsonl/.csv/.tsv with text and labels", exists=True),
     output_dir: Optional[Path] = Opt(
-        None, "--output", "-o", help="Save the tuned pipeline here (default: overwrite MODEL in place)", file_okay=False
+        None,
+        "--output",
+        "-o",
+        help="Save the tuned pipeline here: a new or empty folder (default: replace MODEL by its tuned copy)",
+        file_okay=False,
     ),
     component: Optional[str] = Opt(
         None, "--component", "-C", help="The classifier to tune (default: the first that sets doc.cats)"
@@ -35,6 +40,11 @@ def find_thresholds_cli(
         min=1,
     ),
     batch_size: Optional[int] = Opt(None, "--batch-size", help="Docs per nlp.pipe batch (default: the pipeline's)"),
+    replace: bool = Opt(
+        False,
+        "--replace",
+        help="Replace OUTPUT if it is a pipeline saved before (by an earlier run, say): only a folder that holds nothing but a saved pipeline's files is replaced, any other folder is refused",
+    ),
     gpu_id: int = Opt(-1, "--gpu-id", "-g", help="GPU ID or -1 for CPU"),
     # fmt: on
 ):
@@ -48,7 +58,20 @@ def find_thresholds_cli(
     single global threshold; labels without a positive example in the data keep
     their threshold.
     """
+    target = output_dir if output_dir is not None else model
+    output_check = functools.partial(
+        pipeline_output,
+        output=target,
+        model=model,
+        data=[data_path],
+        command="find-thresholds --output",
+        in_place=True,
+        replace=replace,
+    )
+    run_check(output_check(None))  # before the pipeline loads
     nlp = load_pipeline(str(model), gpu_id)
+    check = output_check(nlp)
+    run_check(check)
     try:
         result = find_thresholds(
             nlp,
@@ -96,8 +119,7 @@ def find_thresholds_cli(
     # tuned thresholds, on the tuning data, as spacy train's are on the dev data.
     performance = nlp.meta.setdefault("performance", {})
     performance.update({k: v for k, v in result["spacy_scores"].items() if k.startswith("cats_")})
-    target = output_dir if output_dir is not None else model
-    save_pipeline(nlp, target)
+    save_pipeline(nlp, target, check)
     msg.good(
         f"Saved the pipeline with tuned thresholds to {target}", f"meta.json's performance: the scores on {data_path}"
     )

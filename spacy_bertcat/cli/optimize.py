@@ -1,26 +1,44 @@
 """`optimize`: a pipeline for CPU serving, its bertcat encoders on ONNX Runtime
 (int8 by default), saved as a normal pipeline (see serving/optimize.py)."""
 
+import functools
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, cast
 
 import numpy
+import typer
 from spacy.language import Language
 from wasabi import msg
 
 from ..data.records import read_labelled_docs
 from ..evaluation.report import gold_matrix, score_matrix
 from ..serving.optimize import accuracy, components_to_optimize, decisions, optimize_component
-from ._util import Arg, Opt, app, load_pipeline, predict_docs, save_pipeline
+from ._util import (
+    Arg,
+    Opt,
+    app,
+    load_pipeline,
+    pipeline_output,
+    predict_docs,
+    refuse_given,
+    run_check,
+    save_pipeline,
+)
 
 
 @app.command("optimize")
 def optimize_cli(
     # fmt: off
+    ctx: typer.Context,
     model: Path = Arg(..., help="Path of a trained pipeline with bertcat components", exists=True, file_okay=False),
     output_dir: Path = Arg(
         ..., help="Save the optimized pipeline here (a new folder; MODEL is not changed)", file_okay=False
+    ),
+    replace: bool = Opt(
+        False,
+        "--replace",
+        help="Replace OUTPUT if it is a pipeline saved before (by an earlier run, say): only a folder that holds nothing but a saved pipeline's files is replaced, any other folder is refused",
     ),
     int8: bool = Opt(
         True, "--int8/--fp32", help="Quantize the encoder's linear layers to int8 (default), or keep float32"
@@ -57,21 +75,29 @@ def optimize_cli(
     Check the result on your dev data with --check (int8 changes scores
     slightly).
     """
-    source, target = model.resolve(), output_dir.resolve()
-    if target == source or source in target.parents or target in source.parents:
-        msg.fail(
-            "OUTPUT_DIR must differ from MODEL and neither may contain the other: the original pipeline is "
-            "kept for training",
-            exits=1,
-        )
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        msg.fail(
-            f"OUTPUT_DIR {output_dir} exists and is not empty: give a new folder (optimize never replaces "
-            "a folder, so it cannot delete a pipeline by mistake)",
-            exits=1,
-        )
+    output_check = functools.partial(
+        pipeline_output,
+        output=output_dir,
+        model=model,
+        data=[check],
+        command="optimize",
+        in_place=False,
+        replace=replace,
+    )
+    run_check(output_check(None))  # before the pipeline loads
     if int8_embeddings and not int8:
         msg.fail("--int8-embeddings quantizes embeddings to int8: it cannot go with --fp32", exits=1)
+    if check is None:
+        refuse_given(
+            ctx,
+            {
+                "check_limit": "it limits the documents of --check",
+                "text_field": "it names the text field of --check data",
+                "label_field": "it names the label field of --check data",
+            },
+            "without --check",
+            ", or add --check DATA",
+        )
     if component and len(set(component)) != len(component):
         component = list(dict.fromkeys(component))
     nlp = load_pipeline(str(model))
@@ -93,7 +119,7 @@ def optimize_cli(
             _print_check(nlp, names, gold_docs, before)
     except ValueError as e:
         msg.fail(str(e), exits=1)
-    save_pipeline(nlp, output_dir)
+    save_pipeline(nlp, output_dir, output_check(nlp))
     msg.good(f"Saved the optimized pipeline to {output_dir}")
 
 

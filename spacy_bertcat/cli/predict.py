@@ -23,14 +23,35 @@ it and renamed when complete. Rows carry their file (`source`) and line (or Parq
 
 import contextlib
 import sys
+import warnings
 from pathlib import Path
 from typing import Iterator, Optional
 
 import typer
 from wasabi import msg
 
+from ..data.atomic import check_not_an_input
+from ..errors import Errors
 from ..predict.local import STDOUT, predict_file
-from ._util import Arg, Opt, app, load_pipeline, progress
+from ..predict.rows import RESERVED_FIELDS
+from ._util import Arg, Opt, app, flag, given, load_pipeline, plain_messages, progress, refuse_given
+
+# The options of one engine only: (parameter name, what it does).
+RAY_ONLY = {
+    "output_format": "it sets the format of the Ray engine's shards",
+    "concurrency": "it sets the number of Ray actors",
+    "num_gpus": "it sets the GPUs of each Ray actor",
+    "num_cpus": "it sets the CPUs of each Ray actor",
+    "address": "it names the Ray cluster to connect to",
+    "rows_per_file": "it sets the rows of each of the Ray engine's shards",
+}
+LOCAL_ONLY = {
+    "resume": "it continues the OUTPUT.partial file of an interrupted local run",
+    "gpu_id": "Ray actors get their GPUs from --num-gpus",
+    "fallback_encoding": "the Ray engine reads every file in --encoding, and marks a line that is not valid in it",
+    "rename_fields": "the Ray engine refuses input fields named like its rows' own",
+    "overwrite": "the Ray engine writes a new folder and never replaces one",
+}
 
 ENGINES = ("local", "ray")
 RAY_BATCH_SIZE = 256
@@ -39,6 +60,7 @@ RAY_BATCH_SIZE = 256
 @app.command("predict")
 def predict_cli(
     # fmt: off
+    ctx: typer.Context,
     model: str = Arg(..., help="Pipeline package name or path"),
     input_path: str = Arg(
         ...,
@@ -88,6 +110,22 @@ def predict_cli(
     rows_per_file: int = Opt(
         100_000, "--rows-per-file", help="--engine ray: rows to collect at least into each output shard", min=1
     ),
+    encoding: Optional[str] = Opt(
+        None,
+        "--encoding",
+        help="Encoding of the input file(s) (default: UTF-8; a byte-order mark is honoured); Parquet is UTF-8",
+    ),
+    fallback_encoding: Optional[str] = Opt(
+        None,
+        "--fallback-encoding",
+        help="Read the input with this encoding (e.g. cp1252) if it is not valid in --encoding, with a warning; default: such a file is an error",
+    ),
+    rename_fields: bool = Opt(
+        False,
+        "--rename-fields",
+        help=f"Write input fields named like the output's own ({', '.join(RESERVED_FIELDS['local'])}) as input_<name>; default: such fields are an error",
+    ),
+    overwrite: bool = Opt(False, "--overwrite", help="Replace an existing OUTPUT file (default: an error)"),
     # fmt: on
 ):
     """
@@ -102,10 +140,25 @@ def predict_cli(
     With --engine ray, Ray Data actors classify the records of a file, a folder
     or a glob into a new folder of Parquet or JSONL shards (see --format), each
     row with its `source` file and `line` (`row` in Parquet), in input order.
+    Nothing is written before the whole input has been read once: input fields
+    named like the output's own are an error (or renamed, --rename-fields), and
+    so is an input none of whose records can be classified; an existing OUTPUT
+    is replaced only with --overwrite, and never an input.
     """
     if engine not in ENGINES:
         raise typer.BadParameter(f"use one of {', '.join(ENGINES)}", param_hint="'--engine'")
     if engine == "ray":
+        refuse_given(ctx, LOCAL_ONLY, "with --engine ray")
+        if output_path == STDOUT:
+            msg.fail(
+                Errors.BC088.format(
+                    option="- (standard output) as OUTPUT",
+                    context="with --engine ray",
+                    detail="the Ray engine writes a folder of shards",
+                    fix=": give the name of a new folder instead",
+                ),
+                exits=1,
+            )
         _predict_ray(
             model,
             input_path,
@@ -120,31 +173,48 @@ def predict_cli(
             address=address,
             keep_text=keep_text,
             rows_per_file=rows_per_file,
-            resume=resume,
-            gpu_id=gpu_id,
+            encoding=encoding,
         )
         return
-    if not Path(input_path).is_file():
-        raise typer.BadParameter(
-            f"File '{input_path}' does not exist (a folder or a glob needs --engine ray).", param_hint="'INPUT_PATH'"
-        )
     to_stdout = output_path == STDOUT
     rows_out = sys.stdout
     # With rows on standard output, every message goes to standard error.
     with contextlib.redirect_stdout(sys.stderr) if to_stdout else contextlib.nullcontext():
+        if to_stdout:
+            plain_messages(sys.stderr)
+        refuse_given(ctx, RAY_ONLY, "with the local engine", ", or add --engine ray")
+        if to_stdout:
+            for name in ("resume", "overwrite"):
+                if given(ctx, name):
+                    detail = "the rows are streamed, no file is written"
+                    option = flag(ctx, name)
+                    context = "with - (standard output) as OUTPUT"
+                    msg.fail(Errors.BC088.format(option=option, context=context, detail=detail, fix=""), exits=1)
+        if not Path(input_path).is_file():
+            what = "is a folder" if Path(input_path).is_dir() else "does not exist"
+            raise typer.BadParameter(
+                f"File '{input_path}' {what} (local prediction reads one file; a folder or a glob needs --engine ray).",
+                param_hint="'INPUT_PATH'",
+            )
         nlp = load_pipeline(model, gpu_id)
         try:
-            result = predict_file(
-                nlp,
-                Path(input_path),
-                rows_out if to_stdout else Path(output_path),
-                text_field=text_field,
-                component=component,
-                batch_size=batch_size,
-                keep_text=keep_text,
-                resume=resume,
-                progress=_progress_bar,
-            )
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                result = predict_file(
+                    nlp,
+                    Path(input_path),
+                    rows_out if to_stdout else Path(output_path),
+                    text_field=text_field,
+                    component=component,
+                    batch_size=batch_size,
+                    keep_text=keep_text,
+                    resume=resume,
+                    progress=_progress_bar,
+                    encoding=encoding,
+                    fallback_encoding=fallback_encoding,
+                    rename_fields=rename_fields,
+                    overwrite=overwrite,
+                )
         except ValueError as e:
             msg.fail(str(e), exits=1)
         except KeyboardInterrupt:
@@ -158,8 +228,9 @@ def predict_cli(
             msg.warn(
                 f"{result.n_empty} record(s) had empty text: they have the result for empty text and no predicted label"
             )
-        if result.n_errors:
-            msg.warn(f"{result.n_errors} record(s) could not be read: their rows have an 'error' field and no scores")
+        for warning in caught:
+            if "[BCW" in str(warning.message):
+                msg.warn(str(warning.message))
 
 
 def _progress_bar(predictions: Iterator, total: Optional[int], done: int) -> Iterator:
@@ -168,8 +239,8 @@ def _progress_bar(predictions: Iterator, total: Optional[int], done: int) -> Ite
 
 
 def _resume_hint(output_path: str) -> str:
-    if output_path == STDOUT:
-        return ""
+    if output_path == STDOUT or not Path(output_path + ".partial").exists():
+        return ""  # a run stopped before its first row leaves no partial file
     return f"The rows written so far are in {output_path}.partial; run the same command with --resume to continue."
 
 
@@ -188,22 +259,19 @@ def _predict_ray(
     address: Optional[str],
     keep_text: bool,
     rows_per_file: int,
-    resume: bool,
-    gpu_id: int,
+    encoding: Optional[str],
 ) -> None:
     """predict --engine ray: connect to (or start) Ray, run ray.predict_files and
     print a one-line summary."""
-    if resume or gpu_id >= 0 or output_path == STDOUT:
-        what = "--resume" if resume else "--gpu-id (use --num-gpus)" if gpu_id >= 0 else "- as OUTPUT"
-        msg.fail(f"{what} does not go with --engine ray, which writes a folder of shards", exits=1)
     from ..predict import ray as bertcat_ray
 
     try:
         ray = bertcat_ray.import_ray()
         # What can be checked here fails before Ray starts.
         bertcat_ray.check_output_folder(Path(output_path))
+        check_not_an_input(Path(output_path), [Path(model), _input_root(input_path)])
         bertcat_ray.resolve_inputs(input_path)
-        bertcat_ray.resolve_model(model)
+        bertcat_ray.resolve_model(model, component)
         started = bertcat_ray.init_ray(ray, address)
         try:
             if started:
@@ -221,6 +289,7 @@ def _predict_ray(
                 num_cpus=num_cpus,
                 keep_text=keep_text,
                 rows_per_file=rows_per_file,
+                encoding=encoding or "utf-8",
             )
         finally:
             if started:
@@ -232,3 +301,9 @@ def _predict_ray(
     msg.good(
         f"Wrote {result.n_rows} predictions ({result.n_errors} with an error) in {result.seconds:.1f} s: {output_path}"
     )
+
+
+def _input_root(input_path: str) -> Optional[Path]:
+    """RETURNS (Optional[Path]): Ray's input as a path (a file or folder), or None
+    for a glob (what it matches is checked as it is read)."""
+    return None if any(c in input_path for c in "*?[") else Path(input_path)

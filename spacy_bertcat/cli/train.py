@@ -8,7 +8,7 @@ import typer
 from wasabi import Printer, msg
 
 from ..errors import Errors
-from ._util import Arg, Opt, app
+from ._util import Arg, Opt, app, colour_allowed, refuse_given
 
 
 @app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -20,12 +20,18 @@ def train_cli(
         None, "--output", "--output-path", "-o", help="Output directory to store the trained pipeline in"
     ),
     code_path: Optional[Path] = Opt(
-        None, "--code", "-c", help="Path to Python file with additional code (registered functions) to be imported"
+        None,
+        "--code",
+        "-c",
+        help="Path to Python file with additional code (registered functions) to be imported",
+        exists=True,
+        dir_okay=False,
     ),
     workers: int = Opt(
         1,
         "--workers",
         "-w",
+        min=1,
         help="Data-parallel workers to start on this machine (torch's elastic launcher, as torchrun --standalone). Under torchrun, leave it at 1: torchrun starts the workers",
     ),
     use_gpu: int = Opt(
@@ -60,6 +66,12 @@ def train_cli(
     import_code(code_path)
     env = WorkerEnv.from_environ()
     if env is None and workers == 1:
+        refuse_given(
+            ctx,
+            {"timeout": "it is how long a data-parallel worker waits for the others"},
+            "when training on one worker",
+            ", or add --workers N",
+        )
         from spacy.cli.train import train
 
         train(config_path, output_path, use_gpu=use_gpu, overrides=overrides)
@@ -114,7 +126,9 @@ def _fail(rank: int, text: str, every_worker: bool = False, status: int = 1) -> 
     """Print a worker's error on standard error (worker 0's only, for one every
     worker has) and exit with `status`."""
     if rank == 0 or every_worker:
-        line = Printer(no_print=True).fail(text if rank == 0 else f"(worker {rank}) {text}")
+        printer = Printer(no_print=True)
+        printer.show_color = colour_allowed(sys.stderr)
+        line = printer.fail(text if rank == 0 else f"(worker {rank}) {text}")
         print(line, file=sys.stderr, flush=True)
     sys.exit(status)
 

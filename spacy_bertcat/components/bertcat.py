@@ -3,7 +3,12 @@
 ``BertCat`` is a TrainablePipe whose model maps docs to logits; the pipe applies
 softmax (``bertcat``: scores sum to 1) or sigmoid (``bertcat_multilabel``) and writes
 ``doc.cats``. Losses are computed on logits (see loss.py). Labels live in
-``self.cfg`` and are fixed at initialize, when the model's head is sized.
+``self.cfg``; the model's head is sized at initialize, and a label added later
+grows it (the existing labels keep their weights).
+
+spaCy's component contract holds as for its textcat: ``get_loss`` takes what
+``predict`` returns, ``rehearse`` trains towards the copy of the model that
+``nlp.resume_training()`` keeps, and ``add_label`` works after initialize.
 """
 
 import logging
@@ -23,9 +28,9 @@ from thinc.api import Config, Model, Optimizer
 from thinc.types import Floats2d
 
 from ..data.text import has_content, text_length
-from ..decisions.calibration import Calibration
+from ..decisions.calibration import Calibration, least_float32_input
 from ..errors import Errors, SettingError, Warnings, config_error
-from ..layers.classifier import get_shim
+from ..layers.classifier import get_shim, resize_output
 from .config_checks import check_schedule_length, uses_gradual_unfreezing
 from .decision_state import DecisionState
 from .extensions import SETS, UNCALIBRATED, set_component_cats, set_component_value, uncalibrated_cats
@@ -33,6 +38,7 @@ from .loss import (
     BalancedWeights,
     ClassWeights,
     examples_to_truth,
+    rehearsal_loss,
     resolve_class_weights,
     softmax_cross_entropy,
 )
@@ -70,6 +76,8 @@ max_windows_predict = null
 seed = 0
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+# Scores are clipped this far from 0 and 1 where get_loss takes logits from them.
+_SCORE_EPS = 1e-7
 SCORE_WEIGHTS = {
     "cats_score": 1.0,
     "cats_score_desc": None,
@@ -148,7 +156,12 @@ class BertCat(TrainablePipe):
         self._decisions = DecisionState(self.cfg)  # thresholds and calibration, in self.cfg
         self._class_weights = class_weights  # the setting; resolved per label at initialize
         self._warned_truncation = False
+        self._warned_other_docs = False  # BCW031 shown
         self._updated_since_scoring = False  # trained since the last evaluation (not saved)
+        self._rehearsal: Optional[Model] = None  # see _rehearsal_model
+        # predict's last result: (the scores it returned, their uncalibrated scores,
+        # the logits), so set_annotations and get_loss use the exact values
+        self._last_prediction: Optional[Tuple[Any, numpy.ndarray, numpy.ndarray]] = None
 
     @property
     def decisions(self) -> DecisionState:
@@ -171,15 +184,41 @@ class BertCat(TrainablePipe):
         return get_shim(self.model).model is not None
 
     def add_label(self, label: str) -> int:
+        """Add a label. After initialize the classification head grows by one
+        output (layers/classifier.py `resize_output`): the existing labels keep
+        their weights, so their logits are unchanged up to float rounding (the
+        matrix product is one output wider: at most the last bit); for `bertcat`
+        their softmax scores change, as a new class now shares the probability.
+        A calibration is removed (BCW032).
+
+        RETURNS (int): 0 if the label is present, else 1.
+        """
         if not isinstance(label, str):
             raise ValueError(Errors.BC024.format(label=label, type=type(label).__name__))
         if label in self.labels:
             return 0
         if self.is_initialized:
-            raise ValueError(Errors.BC010.format(name=self.name, n=len(self.labels), labels=self.labels, label=label))
+            self._grow_head(label)
         self.cfg["labels"].append(label)
         self.vocab.strings.add(label)
         return 1
+
+    def _grow_head(self, label: str) -> None:
+        """Make room for a label added after initialize: one more output, its
+        class weight (its explicit weight, else 1), and no calibration."""
+        labels = [*self.labels, label]
+        try:
+            resize_output(self.model, labels)
+        except ValueError as e:
+            raise ValueError(Errors.BC100.format(name=self.name, label=label, reason=e)) from e
+        self.model.attrs["labels"] = labels
+        if self.cfg["label_weights"] is not None:
+            explicit = self._class_weights if isinstance(self._class_weights, dict) else {}
+            self.cfg["label_weights"] = [*self.cfg["label_weights"], float(explicit.get(label, 1.0))]
+        self.cfg["other_labels"] = [other for other in self.cfg.get("other_labels") or [] if other != label]
+        if self.calibration is not None:
+            warnings.warn(Warnings.BCW032.format(name=self.name, labels=list(self.labels), label=label))
+            self.set_calibration(None)
 
     def initialize(
         self,
@@ -203,9 +242,16 @@ class BertCat(TrainablePipe):
         # validating get_examples() and then reading it doubles the corpus pass
         # (2.4 s of 3,000 AG News examples).
         method = f"{type(self).__name__}.initialize"
+        try:  # an optimized (serving) pipeline has no weights to train
+            get_shim(self.model).refuse_training()
+        except ValueError as e:
+            raise config_error(str(e), ["components", self.name], title=f"Cannot train component '{self.name}'") from e
         if get_examples is None or not callable(get_examples):
             validate_get_examples(get_examples, method)  # raises spaCy's E930
-        examples = list(get_examples())
+        found = get_examples()
+        if found is None or isinstance(found, (str, bytes)) or not hasattr(found, "__iter__"):
+            validate_get_examples(lambda: found, method)  # raises spaCy's E930 / E978
+        examples = list(found)
         validate_get_examples(lambda: examples, method)  # not empty, all Examples
         try:
             self._initialize(lambda: examples, nlp, labels, positive_label)
@@ -218,7 +264,9 @@ class BertCat(TrainablePipe):
             check_schedule_length(nlp.config)
         if not 0.0 <= self.cfg["threshold"] <= 1.0:
             raise SettingError(Errors.BC026.format(value=self.cfg["threshold"], name=self.name), "threshold")
-        self.decisions.calibration = None  # new weights: a calibration would be for other ones
+        # New weights: a calibration or tuned thresholds would be for other ones.
+        self.decisions.calibration = None
+        self.decisions.clear_thresholds()
         examples = list(get_examples())
         found = {label for eg in examples for label in eg.reference.cats}
         if labels is None:
@@ -250,7 +298,9 @@ class BertCat(TrainablePipe):
         self.cfg["positive_label"] = positive_label
         if nlp is not None:
             self._warn_shared_labels(nlp)
-        truth, mask = self._truth(examples)
+        skipped: List[int] = []
+        truth, mask = self._truth(examples, skipped)
+        self._warn_other_docs(examples, skipped)
         self.cfg["label_weights"] = resolve_class_weights(
             self._class_weights, self.labels, truth, mask, exclusive=self.exclusive, name=self.name
         )
@@ -272,19 +322,38 @@ class BertCat(TrainablePipe):
     def predict(self, docs: Iterable[Doc]) -> Floats2d:
         """Scores per doc and label, calibrated where the component has a
         calibration. Empty and whitespace-only docs get a defined result without a
-        model call: uniform scores (bertcat), zeros (multilabel)."""
+        model call: uniform scores (bertcat), zeros (multilabel).
+
+        The uncalibrated scores and the logits behind the returned array are kept
+        until the next call, so that `set_annotations` decides on the exact
+        uncalibrated scores and `get_loss` takes the exact logits when they are
+        given this array."""
         docs = list(docs)
+        ops = self.model.ops
         n_labels = len(self.labels)
         scores = numpy.full((len(docs), n_labels), self._empty_score(n_labels), dtype="f")
+        raw = scores.copy()
+        logits_out = numpy.zeros_like(scores)
         rows = [i for i, doc in enumerate(docs) if has_content(doc)]
         if rows:
             logits = self.model.predict([docs[i] for i in rows])
+            logits_out[rows] = ops.to_numpy(logits)
+            raw[rows] = ops.to_numpy(self._activation(logits))
             calibration = self.calibration
             if calibration is not None:
-                logits = calibration.apply(self.model.ops.xp, logits)
-            scores[rows] = self.model.ops.to_numpy(self._activation(logits))
+                scores[rows] = ops.to_numpy(self._activation(calibration.apply(ops.xp, logits)))
+            else:
+                scores[rows] = raw[rows]
             self._warn_truncation(len(rows))
-        return self.model.ops.asarray2f(cast(Floats2d, scores))
+        out = ops.asarray2f(cast(Floats2d, scores))
+        self._last_prediction = (out, raw, logits_out)
+        return out
+
+    def _predicted(self, scores: Any) -> Optional[Tuple[numpy.ndarray, numpy.ndarray]]:
+        """RETURNS: The uncalibrated scores and logits behind `scores`, if they are
+        what `predict` returned last (else None)."""
+        last = self._last_prediction
+        return (last[1], last[2]) if last is not None and last[0] is scores else None
 
     def logits(self, docs: Iterable[Doc], batch_size: int = 64) -> Tuple[numpy.ndarray, numpy.ndarray]:
         """The model's uncalibrated logits (what calibration is fitted on).
@@ -306,10 +375,13 @@ class BertCat(TrainablePipe):
         (where each component's own scores stay reachable when two classifiers of
         one pipeline predict the same label), and the decision to
         doc._.bertcat_labels[component name]: the labels the component assigns."""
+        predicted = self._predicted(scores)
         scores = self.model.ops.to_numpy(scores)
-        thresholds = self.thresholds
         calibration = self.calibration
-        raw = calibration.uncalibrate(cast(numpy.ndarray, scores)) if calibration is not None else None
+        raw: Optional[numpy.ndarray] = None
+        if calibration is not None:  # exact where the scores are predict's own
+            raw = predicted[0] if predicted is not None else calibration.uncalibrate(cast(numpy.ndarray, scores))
+        rule = self._decision_rule()
         sets = (
             calibration.prediction_sets(cast(numpy.ndarray, raw))
             if calibration is not None and calibration.alphas
@@ -317,21 +389,27 @@ class BertCat(TrainablePipe):
         )
         for i, (doc, row) in enumerate(zip(docs, scores)):
             cats = {label: float(score) for label, score in zip(self.labels, row)}
+            raw_cats = {label: float(v) for label, v in zip(self.labels, raw[i])} if raw is not None else cats
             doc.cats.update(cats)
             content = has_content(doc)
-            set_component_cats(doc, self.name, cats, self._decide(cats, thresholds, content))
+            set_component_cats(doc, self.name, cats, self._decide(cats, raw_cats, rule, content))
             if raw is not None:
-                set_component_value(
-                    doc, UNCALIBRATED, self.name, {label: float(v) for label, v in zip(self.labels, raw[i])}
-                )
+                set_component_value(doc, UNCALIBRATED, self.name, raw_cats)
             if sets is not None:
                 in_set = [label for label, keep in zip(self.labels, sets[i]) if keep] if content else []
                 set_component_value(doc, SETS, self.name, sorted(in_set, key=cats.get, reverse=True))  # type: ignore[arg-type]
 
-    def _decide(self, cats: Dict[str, float], thresholds: Dict[str, float], content: bool) -> List[str]:
+    def _decision_rule(self) -> Any:
+        """RETURNS: What `_decide` needs besides the scores (multi-label: the
+        thresholds), read once per batch."""
+        return None
+
+    def _decide(self, cats: Dict[str, float], raw_cats: Dict[str, float], rule: Any, content: bool) -> List[str]:
         """RETURNS (List[str]): The class with the highest score (none for a doc
-        without text)."""
-        return [max(cats, key=cats.get)] if content and cats else []  # type: ignore[arg-type]
+        without text), on the uncalibrated scores `raw_cats`: the temperature
+        keeps their order, and float rounding of the calibrated scores cannot
+        then change the decision."""
+        return [max(raw_cats, key=raw_cats.get)] if content and raw_cats else []  # type: ignore[arg-type]
 
     def update(
         self,
@@ -349,7 +427,9 @@ class BertCat(TrainablePipe):
         validate_examples(examples, f"{type(self).__name__}.update")
         get_shim(self.model).refuse_training()
         examples = list(examples)
-        truth, mask = self._truth(examples)
+        skipped: List[int] = []
+        truth, mask = self._truth(examples, skipped)
+        self._warn_other_docs(examples, skipped)
         keep = [i for i, row in enumerate(mask) if row.any() and has_content(examples[i].predicted)]
         if keep:
             if self.decisions.calibration is not None:
@@ -366,12 +446,102 @@ class BertCat(TrainablePipe):
         return losses
 
     def get_loss(self, examples: Iterable[Example], scores: Floats2d) -> Tuple[float, Floats2d]:
-        """The loss and its gradient, for *logits* (what the model outputs).
+        """The loss and its gradient for the scores `predict` returned for the
+        examples' docs, as spaCy's textcat takes its own predictions: the loss
+        `update` computes for them (without dropout). The loss is computed on the
+        logits behind the scores: predict's own (exact) for the array it returned
+        last, else taken back from the scores (the inverse of the calibration and
+        of the softmax or sigmoid; scores are clipped 1e-7 from 0 and 1). Docs
+        without text are left out, as in `update`.
 
-        RETURNS (Tuple[float, Floats2d]): Mean loss over annotated docs, d(loss)/d(logits).
+        RETURNS (Tuple[float, Floats2d]): Mean loss over annotated docs, and its
+            gradient with respect to the logits (what the model's backprop takes).
         """
+        examples = list(examples)
+        validate_examples(examples, f"{type(self).__name__}.get_loss")
         truth, mask = self._truth(examples)
-        return self._loss(scores, truth, mask)
+        predicted = self._predicted(scores)
+        logits = predicted[1] if predicted is not None else self._logits_from_scores(scores)
+        content = numpy.asarray([has_content(eg.predicted) for eg in examples], dtype=bool)
+        logits = numpy.where(content[:, None], logits, 0.0).astype("f")
+        mask = mask * content[:, None]
+        return self._loss(self.model.ops.asarray2f(cast(Floats2d, logits)), truth, mask)
+
+    def _logits_from_scores(self, scores: Floats2d) -> numpy.ndarray:
+        """RETURNS (numpy.ndarray): Logits whose (uncalibrated) scores are `scores`
+        (softmax: up to a constant per row, which the loss does not see)."""
+        values = numpy.asarray(self.model.ops.to_numpy(scores), dtype="f8")
+        calibration = self.calibration
+        if calibration is not None:
+            values = numpy.asarray(calibration.uncalibrate(values), dtype="f8")
+        values = numpy.clip(values, _SCORE_EPS, 1.0 - _SCORE_EPS)
+        return self._inverse_activation(values).astype("f")
+
+    def _inverse_activation(self, scores: numpy.ndarray) -> numpy.ndarray:
+        return numpy.log(scores)
+
+    def rehearse(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optional[Optimizer] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        """A rehearsal update, as spaCy's textcat makes: after
+        `nlp.resume_training()`, which keeps a copy of the model as it was, learn
+        to predict what that copy predicts for the examples' docs (their gold
+        labels are not read), so that training on new data forgets less. The
+        loss is the divergence of the current scores from the copy's
+        (loss.rehearsal_loss; the copy predicts, without dropout, and reads
+        long documents as prediction does). Without `nlp.resume_training()` it
+        does nothing, as textcat. `sgd` may be a thinc optimizer or the gradient
+        collector `nlp.rehearse` passes.
+        """
+        losses = {} if losses is None else losses
+        losses.setdefault(self.name, 0.0)
+        teacher = self._rehearsal_model
+        if teacher is None:
+            return losses
+        validate_examples(examples, f"{type(self).__name__}.rehearse")
+        docs = [eg.predicted for eg in examples if has_content(eg.predicted)]
+        if docs:
+            if self.decisions.calibration is not None:
+                warnings.warn(Warnings.BCW014.format(name=self.name))
+                self.set_calibration(None)
+            live, kept = get_shim(self.model), get_shim(teacher)
+            if kept.device != live.device:  # parked on the CPU by resume_training
+                kept.model.to(live.device)  # type: ignore[union-attr]
+            target = self.model.ops.asarray2f(teacher.predict(docs))
+            self._updated_since_scoring = True
+            logits, backprop = self.model.begin_update(docs)
+            loss, d_logits = rehearsal_loss(self.model.ops.xp, logits, target, exclusive=self.exclusive)
+            backprop(d_logits)
+            if math.isfinite(loss):
+                losses[self.name] += loss
+        if sgd is not None:
+            self.finish_update(sgd)
+        return losses
+
+    @property
+    def _rehearsal_model(self) -> Optional[Model]:
+        """The copy of the model that spaCy's `nlp.resume_training()` keeps for
+        `rehearse` (spaCy sets it where a component has this attribute; `spacy
+        train` resumes sourced components so). The copy is parked on the CPU
+        until the first rehearsal. A pipeline optimized for serving cannot
+        train: asking for the attribute raises BC065, so that resume_training
+        stops before it copies the model."""
+        try:
+            get_shim(self.model).refuse_training()
+        except ValueError as e:
+            raise config_error(str(e), ["components", self.name], title=f"Cannot train component '{self.name}'") from e
+        return self._rehearsal
+
+    @_rehearsal_model.setter
+    def _rehearsal_model(self, model: Optional[Model]) -> None:
+        if model is not None and get_shim(model).model is not None:
+            model.to_cpu()
+        self._rehearsal = model
 
     def _loss(self, logits: Floats2d, truth: numpy.ndarray, mask: numpy.ndarray) -> Tuple[float, Floats2d]:
         ops = self.model.ops
@@ -382,6 +552,9 @@ class BertCat(TrainablePipe):
         return softmax_cross_entropy
 
     def finish_update(self, sgd: Optimizer) -> None:
+        """One optimizer step (layers/shim.py). `sgd` may also be a bare gradient
+        collector such as `nlp.rehearse` passes: it is handed each parameter, as
+        thinc's PyTorchShim does."""
         self.model.finish_update(sgd)
         shim = get_shim(self.model)
         if shim.last_step is not None and shim.last_step.skipped:
@@ -450,29 +623,59 @@ class BertCat(TrainablePipe):
         raw_thresholds = self.uncalibrated_thresholds
         self.decisions.calibration = calibration
         if not self.exclusive:
-            mapped = {
-                label: t if calibration is None else calibration.calibrate_threshold(label, t)
-                for label, t in raw_thresholds.items()
-            }
-            if mapped != self.thresholds:
-                self._set_mapped_thresholds(mapped)
+            if calibration is None:
+                self._set_mapped_thresholds(raw_thresholds, None)
+            else:
+                self._set_mapped_thresholds(self._calibrated_thresholds(calibration, raw_thresholds), raw_thresholds)
 
-    def _set_mapped_thresholds(self, thresholds: Dict[str, float]) -> None:
-        """Store thresholds mapped through a calibration: the same thresholds on
-        other scores, so each keeps its source."""
+    def _calibrated_thresholds(self, calibration: Calibration, raw: Dict[str, float]) -> Dict[str, float]:
+        """RETURNS (Dict[str, float]): Thresholds on the model's own scores mapped
+        through the calibration along the float32 path the scores take (the
+        model's ops): each becomes the calibrated score of the least float32 logit
+        whose score reaches it. A score at or above its threshold comes from a
+        logit at or above that one, so its calibrated score is at or above the
+        mapped threshold (both maps are monotone): `doc.cats[label] >=
+        pipe.thresholds[label]` holds wherever the label is decided."""
+        ops = self.model.ops
+        targets = numpy.asarray([raw[label] for label in self.labels], dtype="f8")
+
+        def scores(x: numpy.ndarray, calibrated: bool) -> numpy.ndarray:
+            logits = ops.asarray2f(cast(Floats2d, x))
+            if calibrated:
+                logits = calibration.apply(ops.xp, logits)
+            return numpy.asarray(ops.to_numpy(self._activation(logits)), dtype="f8")
+
+        with numpy.errstate(all="ignore"):
+            x = least_float32_input(lambda z: scores(z, False), targets)
+            mapped = scores(x[None], True)[0]
+        return {label: float(t) for label, t in zip(self.labels, mapped)}
+
+    def _set_mapped_thresholds(self, thresholds: Dict[str, float], uncalibrated: Optional[Dict[str, float]]) -> None:
+        """Store thresholds mapped through a calibration (or back from one): the
+        same thresholds on other scores, so each keeps its source, and (mapped
+        onto a calibration's scores) the thresholds they came from, which decide."""
         mapped = {label: min(max(t, 1e-6), 1 - 1e-6) for label, t in thresholds.items()}
-        self._check_thresholds(mapped)
         decisions = self.decisions
-        decisions.set_thresholds(mapped, fallback=decisions.fallback, by_prevalence=decisions.by_prevalence)
+        if mapped == self.thresholds and not uncalibrated and not decisions.uncalibrated:
+            return  # nothing to store: the sources stay as they are
+        self._check_thresholds(mapped)
+        decisions.set_thresholds(
+            mapped, fallback=decisions.fallback, by_prevalence=decisions.by_prevalence, uncalibrated=uncalibrated
+        )
 
     @property
     def uncalibrated_thresholds(self) -> Dict[str, float]:
         """RETURNS (Dict[str, float]): The thresholds on the model's uncalibrated
-        scores (`thresholds` where the component is not calibrated)."""
+        scores (`thresholds` where the component is not calibrated): those a
+        calibration's thresholds were mapped from, exactly, else mapped back."""
         calibration = self.calibration
         if calibration is None:
             return self.thresholds
-        return {label: calibration.uncalibrate_threshold(label, t) for label, t in self.thresholds.items()}
+        kept = self.decisions.uncalibrated
+        return {
+            label: kept[label] if label in kept else calibration.uncalibrate_threshold(label, t)
+            for label, t in self.thresholds.items()
+        }
 
     def prediction_set(self, doc: Doc, alpha: Optional[float] = None) -> List[str]:
         """RETURNS (List[str]): The doc's prediction set at `alpha` (one the
@@ -543,9 +746,27 @@ class BertCat(TrainablePipe):
                 )
             )
 
-    def _truth(self, examples: Iterable[Example]):
+    def _truth(self, examples: Iterable[Example], skipped: Optional[List[int]] = None):
+        """RETURNS: Truth and mask (see loss.examples_to_truth); the indices of
+        exclusive docs that belong to another classifier go to `skipped`."""
         ignore = set(self.cfg.get("other_labels") or ()) | self._other_classifier_labels()
-        return examples_to_truth(examples, self.labels, exclusive=self.exclusive, name=self.name, ignore=ignore)
+        return examples_to_truth(
+            examples, self.labels, exclusive=self.exclusive, name=self.name, ignore=ignore, skipped=skipped
+        )
+
+    def _warn_other_docs(self, examples: List[Example], skipped: List[int]) -> None:
+        """Warn once (BCW031: at initialize, over the whole training data, or at
+        the first update that meets one) about exclusive docs whose positive
+        label is another classifier's: they are skipped, not an error."""
+        if not skipped or self._warned_other_docs:
+            return
+        self._warned_other_docs = True
+        labels = sorted({label for i in skipped for label, v in examples[i].reference.cats.items() if v == 1.0})
+        warnings.warn(
+            Warnings.BCW031.format(
+                name=self.name, n=len(skipped), n_docs=len(examples), labels=labels, own=list(self.labels)
+            )
+        )
 
     def _other_classifier_labels(self) -> Set[str]:
         """RETURNS (Set[str]): The labels other text classifiers of the pipeline

@@ -15,7 +15,12 @@ and the prediction engines all go through it, so the rules live here once:
 - each tuned threshold has a source: "own" (the label's F1 optimum), "global" (too
   rare to tune: the pooled value) or "prevalence" (too rare, and lowered to fire as
   often as in training; see decisions/thresholds.py); labels without a tuned
-  threshold have the source "default".
+  threshold have the source "default";
+- a calibration maps the thresholds onto its scores, and the thresholds they were
+  mapped from are kept exactly (``uncalibrated``): the decision compares the
+  model's own score with them, so calibrating never changes a decision, not even
+  for a score exactly at its threshold (float rounding in the mapping cannot flip
+  it).
 """
 
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
@@ -31,6 +36,7 @@ DEFAULTS: Dict[str, Any] = {
     "thresholds_by_prevalence": [],  # ... of those, lowered to their training prevalence's
     "train_prevalence": None,  # each label's share of positives in the training data
     "calibration": None,  # a fitted Calibration, as a dict
+    "thresholds_uncalibrated": None,  # the thresholds a calibration's were mapped from
 }
 SOURCES = ("own", "global", "prevalence", "default")
 
@@ -91,14 +97,43 @@ class DecisionState:
         return {label: float(tuned.get(label, self.threshold)) for label in labels}
 
     def set_thresholds(
-        self, thresholds: Mapping[str, float], fallback: Sequence[str] = (), by_prevalence: Sequence[str] = ()
+        self,
+        thresholds: Mapping[str, float],
+        fallback: Sequence[str] = (),
+        by_prevalence: Sequence[str] = (),
+        uncalibrated: Optional[Mapping[str, float]] = None,
     ) -> None:
         """Store tuned thresholds (tuned under the current global threshold) and
-        which of them fell back to the pooled value or to the prevalence cap."""
+        which of them fell back to the pooled value or to the prevalence cap.
+
+        uncalibrated (Optional[Mapping[str, float]]): For thresholds mapped
+            through a calibration, the thresholds on the model's own scores they
+            were mapped from (see `uncalibrated`); labels left out have none.
+        """
         self._cfg["thresholds"] = {k: float(v) for k, v in thresholds.items()}
         self._cfg["thresholds_tuned_at"] = self._cfg.get("threshold")
         self._cfg["thresholds_fallback"] = [label for label in fallback if label in thresholds]
         self._cfg["thresholds_by_prevalence"] = [label for label in by_prevalence if label in thresholds]
+        kept = {k: float(v) for k, v in (uncalibrated or {}).items() if k in thresholds}
+        self._cfg["thresholds_uncalibrated"] = kept or None
+
+    def clear_thresholds(self) -> None:
+        """Forget the tuned thresholds and where they came from (new weights:
+        thresholds tuned on the old ones would not fit them)."""
+        for key in ("thresholds", "thresholds_tuned_at", "thresholds_uncalibrated"):
+            self._cfg[key] = None
+        self._cfg["thresholds_fallback"] = []
+        self._cfg["thresholds_by_prevalence"] = []
+
+    @property
+    def uncalibrated(self) -> Dict[str, float]:
+        """RETURNS (Dict[str, float]): The labels whose tuned threshold a
+        calibration mapped from a threshold on the model's own scores, and that
+        threshold (what the decision compares the uncalibrated score with); empty
+        without a calibration or while the tuned thresholds are stale."""
+        if self.tuned is None or self._cfg.get("calibration") is None:
+            return {}
+        return dict(self._cfg.get("thresholds_uncalibrated") or {})
 
     @property
     def fallback(self) -> List[str]:

@@ -28,6 +28,10 @@ class BalancedWeights:
     `max_weight`. power = 1 is "balanced"; 0.5, the square root, keeps the order of
     the labels with a far smaller range (1 positive in 7,000: 84 instead of 7,000).
 
+    A label without positives, or (multi-label) without negatives, gets 1: its
+    balanced weight would be undefined or 0, and a weight of 0 would keep a label
+    that has only positives from ever training (the component warns, BCW030).
+
     power (float): Exponent of the balanced weight.
     max_weight (Optional[float]): Largest weight; None for no cap.
     """
@@ -47,7 +51,7 @@ class BalancedWeights:
             weights = numpy.where(positives > 0, n / (truth.shape[1] * numpy.maximum(positives, 1)), 1.0)
         else:
             negatives = ((1 - truth) * mask).sum(axis=0)
-            weights = numpy.where(positives > 0, negatives / numpy.maximum(positives, 1), 1.0)
+            weights = numpy.where((positives > 0) & (negatives > 0), negatives / numpy.maximum(positives, 1), 1.0)
         weights = weights**self.power
         if self.max_weight is not None:
             weights = numpy.minimum(weights, self.max_weight)
@@ -55,6 +59,11 @@ class BalancedWeights:
 
 
 ClassWeights = Union[None, str, Dict[str, float], BalancedWeights]
+
+# The class_weights settings given by name: "balanced", and its square root (the
+# multi-label default: a string, so that a block of label = weight lines given
+# in its place is not merged with a default block by spaCy).
+NAMED_WEIGHTS = {"balanced": (1.0, None), "sqrt_balanced": (0.5, None)}
 
 
 def examples_to_truth(
@@ -64,6 +73,7 @@ def examples_to_truth(
     exclusive: bool,
     name: str,
     ignore: AbstractSet[str] = frozenset(),
+    skipped: Optional[List[int]] = None,
 ) -> Tuple[numpy.ndarray, numpy.ndarray]:
     """Validate gold cats and build the truth matrix and its mask of observed values.
 
@@ -71,7 +81,9 @@ def examples_to_truth(
     cats for `labels` is unannotated (all unobserved). Labels in `ignore` (those of
     other classifiers of the pipeline) are left out. Raises a ValueError for other
     labels not in `labels`, values other than 0/1, and exclusive docs without
-    exactly one positive.
+    exactly one positive, except an exclusive doc whose positive label is one of
+    `ignore`: it is another classifier's document, left unobserved, and its index
+    is appended to `skipped` (where given).
     RETURNS (Tuple[numpy.ndarray, numpy.ndarray]): Truth and mask, (docs, labels).
     """
     examples = list(examples)
@@ -96,6 +108,11 @@ def examples_to_truth(
             doc = eg.reference.text[:60]
             if len(positive) > 1:
                 raise ValueError(Errors.BC003.format(name=name, n=len(positive), positive=positive, doc=doc))
+            if not positive and any(v == 1.0 for label, v in eg.reference.cats.items() if label in ignore):
+                truth[i], mask[i] = 0.0, 0.0
+                if skipped is not None:
+                    skipped.append(i)
+                continue
             if not positive:
                 raise ValueError(Errors.BC004.format(name=name, cats=dict(cats), doc=doc))
             mask[i] = 1.0  # the other classes are implied 0
@@ -116,15 +133,17 @@ def resolve_class_weights(
     "balanced" (or spacy-bertcat.balanced_class_weights.v1 with its defaults): for
     exclusive classes n / (n_labels * n_c), as scikit-learn; for multi-label
     n_negative / n_positive per label (positive-class weight). A label without
-    examples gets 1.0. A registered function (BalancedWeights) may soften them.
+    examples gets 1.0. A registered function (BalancedWeights) may soften them;
+    "sqrt_balanced" is their square root.
     RETURNS (Optional[List[float]]): The weights, or None for unweighted.
     """
     if setting is None:
         return None
     if isinstance(setting, str):
-        if setting != "balanced":
-            raise SettingError(Errors.BC011.format(name=name, detail=f"unknown option {setting!r}"), "class_weights")
-        setting = BalancedWeights()
+        if setting not in NAMED_WEIGHTS:
+            detail = f"unknown option {setting!r} (the named ones are {list(NAMED_WEIGHTS)})"
+            raise SettingError(Errors.BC011.format(name=name, detail=detail), "class_weights")
+        setting = BalancedWeights(*NAMED_WEIGHTS[setting])
     if isinstance(setting, BalancedWeights):
         return setting(truth, mask, exclusive=exclusive)
     unknown = sorted(set(setting) - set(labels))
@@ -228,6 +247,35 @@ def asymmetric_loss(
     per_value = pos_weight * truth * loss_pos + (1 - truth) * loss_neg
     loss = (mask * per_value).sum() / n
     d_logits = mask * (pos_weight * truth * d_pos + (1 - truth) * d_neg) / n
+    return float(loss), d_logits.astype("f")
+
+
+def rehearsal_loss(xp, logits, target_logits, *, exclusive: bool):
+    """The loss of a rehearsal update (spaCy's `nlp.rehearse`): the cross-entropy of
+    the current predictions against the initial model's, as soft targets, less
+    the targets' entropy (the Kullback-Leibler divergence, 0 where the
+    predictions agree). Exclusive classes: softmax, a mean over documents;
+    multi-label: sigmoid, a mean over the (document, label) values, as the losses
+    above.
+    RETURNS (Tuple[float, array]): The loss and its gradient with respect to the
+        logits (p - q, scaled like the loss).
+    """
+    if exclusive:
+        n = max(logits.shape[0], 1)
+        log_p = logits - logits.max(axis=1, keepdims=True)
+        log_p = log_p - xp.log(xp.exp(log_p).sum(axis=1, keepdims=True))
+        log_q = target_logits - target_logits.max(axis=1, keepdims=True)
+        log_q = log_q - xp.log(xp.exp(log_q).sum(axis=1, keepdims=True))
+        q = xp.exp(log_q)
+        loss = (q * (log_q - log_p)).sum() / n
+        d_logits = (xp.exp(log_p) - q) / n
+    else:
+        n = max(logits.shape[0], 1) * logits.shape[1]
+        log_p, log_1p = -xp.logaddexp(0.0, -logits), -xp.logaddexp(0.0, logits)
+        log_q, log_1q = -xp.logaddexp(0.0, -target_logits), -xp.logaddexp(0.0, target_logits)
+        q = xp.exp(log_q)
+        loss = (q * (log_q - log_p) + (1 - q) * (log_1q - log_1p)).sum() / n
+        d_logits = (xp.exp(log_p) - q) / n
     return float(loss), d_logits.astype("f")
 
 

@@ -4,13 +4,18 @@ Beyond ``bertcat``, it chooses its loss (binary cross-entropy or the asymmetric 
 registered in loss.py) and tunes a decision threshold per label on the dev data at
 each evaluation of `spacy train` (``tune_thresholds``; see thresholds.py), so
 ``model-best`` carries thresholds that fit the data and its ``doc.cats`` consumers
-can read each label's decision from ``pipe.thresholds``. Each evaluation also warns
-about labels that have gold positives but are predicted for no document, so a
-collapsed label is visible at once.
+can read each label's decision from ``pipe.thresholds``. Only spaCy's training loop
+tunes (it is found on the call stack, see side_channels.in_training_loop), or an
+evaluation inside ``pipe.tuning_thresholds()``: scoring data in a loop of one's own
+(``nlp.evaluate``) never changes the component. Each evaluation also warns about
+labels that have gold positives but are predicted for no document, so a collapsed
+label is visible at once.
 """
 
+import contextlib
 import logging
-from typing import Any, Callable, Dict, Iterable, List, Optional
+import warnings
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy
 from spacy.language import Language
@@ -24,6 +29,7 @@ from ..errors import Warnings, invalid_setting
 from .bertcat import DEFAULT_MODEL, SCORE_WEIGHTS, BertCat
 from .extensions import component_cats
 from .loss import ClassWeights, MultilabelLoss, sigmoid_binary_cross_entropy
+from .side_channels import in_training_loop
 
 logger = logging.getLogger("spacy.bertcat")
 
@@ -35,7 +41,10 @@ logger = logging.getLogger("spacy.bertcat")
         "model": DEFAULT_MODEL,
         "threshold": 0.5,
         # The recipe of configs/bertcat_multilabel.cfg, measured in bench/multilabel.py.
-        "class_weights": {"@misc": "spacy-bertcat.balanced_class_weights.v1", "power": 0.5, "max_weight": None},
+        # "sqrt_balanced" is spacy-bertcat.balanced_class_weights.v1 with power 0.5: a
+        # string, as spaCy would merge a default block into a block of label =
+        # weight lines given in its place.
+        "class_weights": "sqrt_balanced",
         "loss": {"@misc": "spacy-bertcat.asymmetric_loss.v1", "gamma_neg": 4.0, "gamma_pos": 0.0, "clip": 0.05},
         "tune_thresholds": True,
         "threshold_min_support": 5,
@@ -58,11 +67,15 @@ def make_bertcat_multilabel(
 
     threshold (float): The decision threshold of labels without a tuned one.
     class_weights (ClassWeights): Weights of each label's positive term: null,
-        "balanced" (negatives / positives), or a block of label = weight lines.
+        "balanced" (negatives / positives), "sqrt_balanced" (their square root,
+        the default), spacy-bertcat.balanced_class_weights.v1, or a block of
+        label = weight lines. A label without negatives gets 1 (BCW030).
     loss (MultilabelLoss): spacy-bertcat.binary_cross_entropy.v1 or
         spacy-bertcat.asymmetric_loss.v1.
     tune_thresholds (bool): Tune each label's threshold on the dev data at every
-        evaluation of `spacy train` (the first evaluation after training updates).
+        evaluation of `spacy train` (the first evaluation after training updates);
+        nlp.evaluate in a loop of one's own tunes only inside
+        `pipe.tuning_thresholds()`.
     threshold_min_support (int): Dev positives a label needs for a threshold of its
         own; rarer labels get the global threshold that maximizes micro-F1.
     """
@@ -98,15 +111,34 @@ class BertCatMultilabel(BertCat):
     ) -> None:
         super().__init__(*args, **kwargs)
         self._multilabel_loss = loss
+        self._tuning = 0  # inside tuning_thresholds() (not saved)
         self.cfg["tune_thresholds"] = tune_thresholds
         self.cfg["threshold_min_support"] = threshold_min_support
 
+    def initialize(  # type: ignore[override]
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp: Optional[Language] = None,
+        labels: Optional[Iterable[str]] = None,
+    ) -> None:
+        """As BertCat.initialize, without `positive_label` (independent labels
+        have no positive one): passing it is a TypeError, as for spaCy's
+        textcat_multilabel, and a config error in [initialize.components]."""
+        super().initialize(get_examples, nlp=nlp, labels=labels)
+
     def _learn_label_counts(self, truth: numpy.ndarray, mask: numpy.ndarray) -> None:
         """Keep each label's share of positives in the training data: it caps the
-        thresholds of labels too rare to tune (thresholds.py)."""
+        thresholds of labels too rare to tune (thresholds.py). Warn about labels
+        with positives and no negatives (BCW030): they learn to fire always."""
         known = numpy.maximum(mask.sum(axis=0), 1)
         prevalence = (truth * mask).sum(axis=0) / known
         self.decisions.train_prevalence = {label: float(p) for label, p in zip(self.labels, prevalence)}
+        positives = (truth * mask).sum(axis=0)
+        negatives = ((1 - truth) * mask).sum(axis=0)
+        only_positive = [label for label, p, n in zip(self.labels, positives, negatives) if p > 0 and n == 0]
+        if only_positive:
+            warnings.warn(Warnings.BCW030.format(name=self.name, labels=only_positive))
 
     @property
     def _loss_fn(self) -> Callable:
@@ -118,19 +150,55 @@ class BertCatMultilabel(BertCat):
     def _empty_score(self, n_labels: int) -> float:
         return 0.0
 
-    def _decide(self, cats: Dict[str, float], thresholds: Dict[str, float], content: bool) -> List[str]:
-        """RETURNS (List[str]): The labels at or above their threshold."""
-        return [label for label, score in cats.items() if score >= thresholds[label]]
+    def _inverse_activation(self, scores: numpy.ndarray) -> numpy.ndarray:
+        return numpy.log(scores) - numpy.log1p(-scores)
+
+    def _decision_rule(self) -> Tuple[Dict[str, float], Dict[str, float]]:
+        """RETURNS: Each label's threshold, and the thresholds on the
+        uncalibrated scores that a calibration's were mapped from (DecisionState
+        `uncalibrated`)."""
+        return self.thresholds, self.decisions.uncalibrated
+
+    def _decide(self, cats: Dict[str, float], raw_cats: Dict[str, float], rule: Any, content: bool) -> List[str]:
+        """RETURNS (List[str]): The labels at or above their threshold. Where a
+        calibration mapped a label's threshold, the uncalibrated score is compared
+        with the threshold it was mapped from, so calibrating changes no decision
+        (not even for a score exactly at its threshold)."""
+        if not content:  # a doc without text gets no label, whatever the threshold (even 0)
+            return []
+        thresholds, uncalibrated = rule
+        return [
+            label
+            for label, score in cats.items()
+            if (raw_cats[label] >= uncalibrated[label] if label in uncalibrated else score >= thresholds[label])
+        ]
+
+    @contextlib.contextmanager
+    def tuning_thresholds(self) -> Iterator[None]:
+        """Tune the thresholds at each evaluation inside the block, as `spacy
+        train`'s evaluations do: `with pipe.tuning_thresholds(): nlp.evaluate(dev)`
+        sets each label's threshold to the best on `dev` (whatever the
+        `tune_thresholds` setting). Outside spaCy's training loop and this block,
+        evaluating never changes the thresholds."""
+        self._tuning += 1
+        try:
+            yield
+        finally:
+            self._tuning -= 1
 
     def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, Any]:
-        """Score with the component's scorer. After training updates (each
-        evaluation in `spacy train`), with `tune_thresholds`, first tune each
-        label's threshold on these examples. Warns about labels with gold positives
-        that are predicted for no example."""
+        """Score with the component's scorer. In spaCy's training loop after
+        training updates (each evaluation in `spacy train`), with
+        `tune_thresholds`, or inside `tuning_thresholds()`, first tune each label's
+        threshold on these examples. Warns about labels with gold positives that
+        are predicted for no example."""
         examples = list(examples)
         gold, mask = self._truth(examples)
         scores = self._predicted_scores(examples)
-        if self.cfg.get("tune_thresholds") and self._updated_since_scoring and mask.any():
+        tune = self._tuning > 0 or (
+            self.cfg.get("tune_thresholds") and self._updated_since_scoring and in_training_loop()
+        )
+        if tune and mask.any():
             tuned = tune_with_fallback(
                 self.labels,
                 gold,
@@ -166,6 +234,7 @@ class BertCatMultilabel(BertCat):
             thresholds,
             fallback=[label for label in tuned.fallback if label not in keep],
             by_prevalence=[label for label in tuned.by_prevalence if label not in keep],
+            uncalibrated={label: t for label, t in self.decisions.uncalibrated.items() if label in kept},
         )
 
     def _predicted_scores(self, examples: List[Example]) -> numpy.ndarray:

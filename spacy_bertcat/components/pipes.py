@@ -10,6 +10,11 @@ needs more, it uses these, and nothing else:
   classifiers, and warns about shared labels), and a map from id(vocab) to the
   vocab's bertcat components (the wordpiece-length batcher, which sees only
   examples, counts with the component's own tokenizer).
+- ``components/side_channels.py`` ``in_training_loop``: ``bertcat_multilabel``'s
+  ``score`` looks for a frame of ``spacy.training.loop`` on the call stack (once per
+  evaluation), so that `spacy train`'s evaluations tune the thresholds and an
+  ``nlp.evaluate`` of one's own does not (it tunes inside
+  ``pipe.tuning_thresholds()``).
 - ``distributed/loop.py``: for the length of a data-parallel run, three functions of
   ``spacy.training.loop`` are replaced (``create_train_batches``,
   ``create_evaluation_callback``, ``create_before_to_disk_callback``) and put back

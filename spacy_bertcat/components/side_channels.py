@@ -6,6 +6,10 @@ list of every side channel).
   in (its other text classifiers' labels are not its own: training ignores them,
   and shared labels are warned about). A weak map pipe -> weak reference to the
   Language, so the component neither keeps the pipeline alive nor pickles it.
+- ``in_training_loop``: whether spaCy's training loop (``spacy.training.loop``) is on
+  the call stack, so that an evaluation of `spacy train` tunes multi-label
+  thresholds and an ``nlp.evaluate`` of one's own does not (checked once per
+  evaluation).
 - ``remember_component`` / ``find_component``: the initialized (or loaded) bertcat
   components of each vocab, so that a batcher (training/batching.py), which sees
   only examples, can count wordpieces with the component's own tokenizer:
@@ -14,6 +18,7 @@ list of every side channel).
   at the same address, is ignored.
 """
 
+import sys
 import weakref
 from typing import Any, Dict, Optional, cast
 
@@ -39,6 +44,17 @@ def cats_components(nlp: Language) -> Dict[str, Any]:
     """RETURNS (Dict[str, Any]): The components of a pipeline that assign doc.cats
     (any text classifier: bertcat, textcat, ...), by name, disabled ones included."""
     return {name: pipe for name, pipe in nlp.components if "doc.cats" in nlp.get_pipe_meta(name).assigns}
+
+
+def in_training_loop() -> bool:
+    """Whether a function of spaCy's training loop (`spacy train`, and the workers
+    of `spacy-bertcat train`, which run the same loop) is on the call stack."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__") == "spacy.training.loop":
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
 
 
 def remember_component(pipe: Any) -> None:

@@ -13,6 +13,7 @@ Label fields (``label_field``, detected from the first record when not given):
   missing values (multi-label only).
 """
 
+import codecs
 import csv
 import json
 import warnings
@@ -24,6 +25,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
 from ..errors import Errors, Warnings
+from .atomic import atomic_write
 from .formats import FORMATS, detect_format  # noqa: F401  (formats.py holds the suffix table; both stay importable from here)
 
 LABEL_FIELDS = ("label", "labels", "cats")
@@ -91,27 +93,86 @@ def read_rows(
     keep_blank (bool): Yield the blank lines of a text file too (as empty texts).
     encoding (Optional[str]): The files' encoding; None for UTF-8 (a UTF-8 or, in
         label folders, UTF-16 byte-order mark is honoured).
-    fallback_encoding (Optional[str]): For label folders: the encoding of files
-        that are not valid in `encoding` (each one is named in a warning, BCW010);
-        None to make such a file an error.
+    fallback_encoding (Optional[str]): The encoding of files that are not valid
+        in `encoding`: a label folder's files (each one named in a warning,
+        BCW010) or a whole records file (checked before its first row is read,
+        and named in a warning, BCW023); None to make such a file an error.
     YIELDS (Tuple[int, Dict[str, Any]]): The line of each row and its fields. A
         text file yields {"text": line} for each non-empty line; a folder yields
         {"text": ..., "label": label folder, "id": path under the folder}.
     """
     path = Path(path)
     file_format = detect_format(path, file_format)
+    check_encoding(encoding, "--encoding")
+    check_encoding(fallback_encoding, "--fallback-encoding")
     if file_format == "folders":
-        yield from _read_folders(path, encoding, fallback_encoding)
+        try:
+            yield from _read_folders(path, encoding, fallback_encoding)
+        except OSError as e:  # a folder this user may not list
+            raise ValueError(Errors.BC090.format(path=e.filename or path, reason=e.strerror or e)) from e
         return
     if file_format == "spacy":
         raise ValueError(Errors.BC032.format(path=path, suffix=".spacy", formats="jsonl, csv, tsv, txt, folders"))
     if not path.is_file():
         raise ValueError(Errors.BC043.format(path=path, detail="the file does not exist"))
-    with path.open(encoding=encoding or "utf-8-sig", newline="") as file_:
+    if fallback_encoding is not None:
+        encoding = file_encoding(path, encoding, fallback_encoding)
+    with open_for_reading(path, encoding) as file_:
         try:
             yield from read_stream_rows(file_, file_format, path, keep_invalid=keep_invalid, keep_blank=keep_blank)
         except UnicodeDecodeError as e:
             raise ValueError(Errors.BC047.format(path=path, encoding=encoding or "UTF-8", reason=e.reason)) from e
+
+
+def open_for_reading(path: Path, encoding: Optional[str] = None) -> IO[str]:
+    """RETURNS (IO[str]): A records file opened as text (newline="", for csv), in
+    `encoding` or UTF-8 (a byte-order mark skipped). RAISES (ValueError): BC090 if
+    it cannot be opened (permissions), BC084 for an unknown encoding."""
+    check_encoding(encoding, "--encoding")
+    try:
+        return path.open(encoding=encoding or "utf-8-sig", newline="")
+    except OSError as e:
+        raise ValueError(Errors.BC090.format(path=path, reason=e.strerror or e)) from e
+
+
+def check_encoding(encoding: Optional[str], option: str = "--encoding") -> None:
+    """Raise BC084 if `encoding` (given as `option`) is not an encoding Python
+    knows; None (the default, UTF-8) passes."""
+    if encoding is None:
+        return
+    try:
+        codecs.lookup(encoding)
+    except LookupError as e:
+        raise ValueError(Errors.BC084.format(encoding=encoding, option=option)) from e
+
+
+def file_encoding(
+    path: Path, encoding: Optional[str], fallback: Optional[str], warning: Optional[str] = None
+) -> Optional[str]:
+    """The encoding to read a whole file in: `encoding` (None: UTF-8) if the file
+    decodes in it, else `fallback`, named in a warning (BCW023, or `warning`).
+    Reads the file once, in blocks; without a fallback, a file that does not decode
+    is an error (BC047).
+
+    RETURNS (Optional[str]): The encoding (None for the default).
+    """
+    check_encoding(encoding, "--encoding")
+    check_encoding(fallback, "--fallback-encoding")
+    decoder = codecs.getincrementaldecoder(encoding or "utf-8-sig")()
+    try:
+        with path.open("rb") as file_:
+            for block in iter(lambda: file_.read(1 << 20), b""):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+    except OSError as e:
+        raise ValueError(Errors.BC090.format(path=path, reason=e.strerror or e)) from e
+    except UnicodeDecodeError as e:
+        if fallback is None:
+            raise ValueError(Errors.BC047.format(path=path, encoding=encoding or "UTF-8", reason=e.reason)) from e
+        template = warning if warning is not None else Warnings.BCW023
+        warnings.warn(template.format(path=path, encoding=encoding or "UTF-8", fallback=fallback, reason=e.reason))
+        return fallback
+    return encoding
 
 
 def read_stream_rows(
@@ -225,7 +286,10 @@ def read_text_file(path: Path, encoding: Optional[str] = None, fallback: Optiona
     not decode (another 8-bit encoding, UTF-16 without a byte-order mark) is an
     error that names it, or, with a `fallback` encoding, decoded with that and named
     in a warning: never a silent guess."""
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ValueError(Errors.BC090.format(path=path, reason=e.strerror or e)) from e
     if encoding is None:
         encoding = next((name for bom, name in _BOMS if data.startswith(bom)), "utf-8")
         if encoding == "utf-8" and b"\x00" in data:
@@ -413,17 +477,30 @@ def write_docbin(docs: Iterable[Doc], path: Union[str, Path]) -> int:
     for doc in docs:
         doc_bin.add(doc)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc_bin.to_disk(path)
+    data = doc_bin.to_bytes()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, data)  # never a truncated file under the final name
+    except OSError as e:
+        raise ValueError(Errors.BC089.format(path=path, reason=e.strerror or e)) from e
     return len(doc_bin)
 
 
 def read_docbin(path: Union[str, Path], nlp: Language) -> List[Doc]:
-    """RETURNS (List[Doc]): The docs of a .spacy file."""
+    """RETURNS (List[Doc]): The docs of a .spacy file. RAISES (ValueError): BC043
+    if it is missing or not a .spacy file, BC090 if it cannot be read."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(Errors.BC043.format(path=path, detail="the file does not exist"))
-    return list(DocBin().from_disk(path).get_docs(nlp.vocab))
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ValueError(Errors.BC090.format(path=path, reason=e.strerror or e)) from e
+    try:
+        return list(DocBin().from_bytes(data).get_docs(nlp.vocab))
+    except Exception as e:  # zlib, msgpack and key errors of a file that is no DocBin
+        detail = f"it is not a .spacy file written by DocBin ({type(e).__name__}: {e})"
+        raise ValueError(Errors.BC043.format(path=path, detail=detail)) from e
 
 
 def read_labelled_docs(

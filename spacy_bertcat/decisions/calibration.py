@@ -44,7 +44,7 @@ label) score against its gold value; Brier and log loss per label, averaged.
 import math
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy
 
@@ -167,6 +167,51 @@ class Calibration:
 
 def _sigmoid(x):
     return 0.5 * (1.0 + numpy.tanh(0.5 * numpy.asarray(x, dtype="f8")))
+
+
+def least_float32_input(f: Callable[[numpy.ndarray], numpy.ndarray], targets: numpy.ndarray) -> numpy.ndarray:
+    """The least float32 input at which a non-decreasing function reaches each
+    target, found by bisection over the float32 values in their order (32
+    halvings): where a threshold maps through a calibration along the exact
+    float32 path of the scores (see BertCat._calibrated_thresholds).
+
+    f (Callable): Maps a (1, n) float32 array to n scores, each column
+        non-decreasing in its input (an activation, or a calibration and an
+        activation, on the model's own ops).
+    targets (numpy.ndarray): n values to reach (float64: compared as the
+        decisions compare scores with thresholds).
+    RETURNS (numpy.ndarray): n float32 inputs x with f(x) >= target, and f(y) <
+        target for every float32 y < x (the largest float32 where f never
+        reaches the target).
+    """
+    targets = numpy.asarray(targets, dtype="f8")
+    big = numpy.finfo(numpy.float32).max
+    lo = numpy.full(len(targets), _float32_key(numpy.float32(-big)), dtype="i8")
+    hi = numpy.full(len(targets), _float32_key(numpy.float32(big)), dtype="i8")
+
+    def reaches(keys: numpy.ndarray) -> numpy.ndarray:
+        return numpy.asarray(f(_float32_of_key(keys)[None]), dtype="f8").reshape(-1) >= targets
+
+    at_lo = reaches(lo)
+    while (hi - lo > 1).any():
+        mid = (lo + hi) // 2
+        ok = reaches(mid)
+        active = hi - lo > 1
+        hi = numpy.where(active & ok, mid, hi)
+        lo = numpy.where(active & ~ok, mid, lo)
+    return numpy.where(at_lo, _float32_of_key(lo), _float32_of_key(hi)).astype(numpy.float32)
+
+
+def _float32_key(x: Any) -> numpy.ndarray:
+    """Integers in the order of the float32 values (-0.0 and 0.0 share 0)."""
+    bits = numpy.asarray(x, dtype=numpy.float32).view(numpy.int32).astype("i8")
+    return numpy.where(bits < 0, -(bits & 0x7FFFFFFF), bits)
+
+
+def _float32_of_key(keys: numpy.ndarray) -> numpy.ndarray:
+    keys = numpy.asarray(keys, dtype="i8")
+    bits = numpy.where(keys < 0, (-keys) | 0x80000000, keys)
+    return bits.astype(numpy.uint32).view(numpy.float32)
 
 
 # Fitting

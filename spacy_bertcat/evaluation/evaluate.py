@@ -13,6 +13,7 @@ from spacy.training import Example
 
 from ..components.extensions import uncalibrated_cats
 from ..components.pipes import Classifier, classify_texts
+from ..data.atomic import atomic_write, check_output_folder
 from ..data.records import META_KEY, read_labelled_docs
 from ..decisions.calibration import conformal_report
 from ..errors import Errors
@@ -103,11 +104,18 @@ def write_report(
     plots: bool = True,
     context: Optional[Dict[str, Any]] = None,
 ) -> list:
-    """Write report.json, report.md and (with plots) the three PNGs.
+    """Write report.json, report.md and (with plots) the three PNGs into
+    `output_dir`: a new or empty folder, or one that holds only an earlier report
+    (REPORT_FILES), whose files are replaced (check_report_folder).
 
     RETURNS (list): The paths written.
     """
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = Path(output_dir)
+    check_report_folder(output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(Errors.BC089.format(path=output_dir, reason=e.strerror or e)) from e
     images: Dict[str, str] = {}
     paths = []
     if plots:
@@ -120,7 +128,22 @@ def write_report(
     data = dict(report)
     if baseline is not None:
         data["baseline"] = baseline
-    srsly.write_json(output_dir / "report.json", data)
     markdown = to_markdown(report, title=title, images=images, baseline=baseline, context=context)
-    (output_dir / "report.md").write_text(markdown, encoding="utf-8")
+    try:
+        atomic_write(output_dir / "report.json", srsly.json_dumps(data, indent=2).encode("utf-8"))
+        atomic_write(output_dir / "report.md", markdown.encode("utf-8"))
+    except OSError as e:
+        raise ValueError(Errors.BC089.format(path=output_dir, reason=e.strerror or e)) from e
     return [output_dir / "report.md", output_dir / "report.json"] + paths
+
+
+# The files of a report: an output folder that holds nothing else may be written
+# again (its files are replaced), one that holds anything else is refused.
+REPORT_FILES = ("report.md", "report.json", "confusion_matrix.png", "pr_curves.png", "reliability.png")
+
+
+def check_report_folder(output_dir: Path, inputs: Iterable[Any] = ()) -> None:
+    """Check a report's output folder before anything is computed or written: new,
+    empty or holding only an earlier report (REPORT_FILES), and neither an input
+    nor inside or around one (data/atomic.check_output_folder)."""
+    check_output_folder(output_dir, inputs=inputs, may_hold=REPORT_FILES, command="evaluate --output")

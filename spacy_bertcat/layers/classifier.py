@@ -90,6 +90,23 @@ def get_shim(model: Model) -> BertCatShim:
     raise ValueError(f"Model '{model.name}' holds no bertcat classifier.")
 
 
+def resize_output(model: Model, labels: List[str]) -> Model:
+    """Grow an initialized classifier to one output per label (spaCy's
+    `resize_output`, for a label added after initialize): the head's output layer
+    keeps its rows, so the existing labels' logits stay what they were (to float
+    rounding), and the new
+    rows start as a new head does (see BertCatShim.resize_head). Raises a ValueError
+    saying why where the head cannot grow (a serving model: BC065).
+
+    RETURNS (Model): The model, resized in place.
+    """
+    shim = cast(BertCatShim, model.shims[0])
+    shim.resize_head(labels)
+    model.set_dim("nO", len(labels), force=True)
+    model.attrs["labels"] = list(labels)
+    return model
+
+
 def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[Floats2d, Callable]:
     shim = cast(BertCatShim, model.shims[0])
     if shim.model is None:

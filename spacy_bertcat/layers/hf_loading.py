@@ -3,6 +3,7 @@ stored config on deserialization (no network, no pickle)."""
 
 import contextlib
 import copy
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
@@ -122,6 +123,9 @@ def load_tokenizer(
     try:
         with quiet_transformers():
             hf_tokenizer = AutoTokenizer.from_pretrained(name, **tokenizer_config)
+    except ImportError as e:  # a tokenizer with parts in another package (RoFormer: rjieba)
+        detail = Errors.BC102.format(what="tokenizer", model=name, package=missing_package(e), reason=_reason(e))
+        raise SettingError(detail, "model.tokenizer_name") from e
     except (OSError, ValueError, TypeError) as e:
         raise SettingError(Errors.BC021.format(model=name, reason=_reason(e)), "model.tokenizer_name") from e
     if not getattr(hf_tokenizer, "is_fast", False):
@@ -136,6 +140,36 @@ def load_tokenizer(
     except Exception as e:
         raise SettingError(Errors.BC054.format(model=name, reason=_reason(e)), "model.tokenizer_name") from e
     return WordpieceTokenizer(backend, pad_id=pad_id), limit
+
+
+def missing_package(error: ImportError) -> str:
+    """RETURNS (str): The package an ImportError asks for: the module that was
+    not found, or the one transformers' message names ("You need to install
+    rjieba ...", "requires the protobuf library")."""
+    if isinstance(error, ModuleNotFoundError) and error.name:
+        return error.name.split(".")[0]
+    text = str(error)
+    for pattern in (
+        r"install `?([A-Za-z0-9_.\-]+)`? to",
+        r"install `?([A-Za-z0-9_.\-]+)",
+        r"requires the `?([A-Za-z0-9_.\-]+)`? library",
+    ):
+        found = re.search(pattern, text)
+        if found:
+            return found.group(1).rstrip(".").lower()
+    return error.name or "named in the message"
+
+
+def is_known_model_type(model_type: Optional[str]) -> bool:
+    """Whether the installed transformers can build a model of this type."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    return model_type is not None and model_type in CONFIG_MAPPING
+
+
+def is_local_dir(name: Optional[str]) -> bool:
+    """Whether a model name is a folder from the working directory."""
+    return bool(name) and Path(str(name)).expanduser().is_dir()
 
 
 def looks_like_path(name: str) -> bool:

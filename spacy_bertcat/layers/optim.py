@@ -19,7 +19,10 @@ LayerNorm weights, and (with mixed precision) unscales after every backward pass
    ``ParameterAverages``).
 
 thinc's SGD (``beta1 = beta2 = 0``) is called per parameter through thinc, with the
-same clipping, ``lr_scale`` and decay rules. (thinc 8.3's own RAdam ignores
+same clipping, ``lr_scale`` and decay rules. A bare gradient collector in place of
+the optimizer (what spaCy's ``nlp.rehearse`` passes its components) is handed each
+parameter and its gradient, as thinc's PyTorchShim hands them; the optimizer it
+stands for then updates the weights in place (thinc's own rules, no ``lr_scale``). (thinc 8.3's own RAdam ignores
 ``lr_scale``, which is why RAdam runs on torch's implementation; torch adds eps
 after the bias correction of the second moment, thinc before it, a difference
 that matters only while the second moment is near zero.)
@@ -116,7 +119,7 @@ class ParameterAverages:
         for name, param in named_params:
             t = self.updates.get(name, 0) + 1
             self.updates[name] = t
-            if name not in self.averages:
+            if name not in self.averages or self.averages[name].shape != param.shape:  # new, or a resized head
                 self.averages[name] = param.detach().clone()
                 continue
             decay = min((1.0 + t) / (10.0 + t), 0.9999)
@@ -148,6 +151,8 @@ class OptimizerStep:
         params = [p for p in self.params if p.grad is not None]
         if not params:
             return StepResult(0.0, False)
+        if not isinstance(optimizer, Optimizer):
+            return self._hand_over(optimizer, grad_divisor)
         grads = cast(List[torch.Tensor], [p.grad for p in params])
         # One pass to measure, one to scale: the divisor and the clip coefficient
         # are applied together.
@@ -169,6 +174,23 @@ class OptimizerStep:
                 averages_key(self.key_id), ParameterAverages()
             )
             averages.update([(n, p) for g in self.groups for n, p in zip(g.names, g.params) if p.grad is not None])
+        self.zero_grad()
+        return StepResult(grad_norm, False)
+
+    def _hand_over(self, collect: Any, grad_divisor: float) -> StepResult:
+        """Give a gradient collector each parameter and its gradient (divided),
+        as thinc arrays on the parameter's memory, so that the optimizer the
+        collector stands for updates the parameter in place."""
+        grads = [p.grad for p in self.params if p.grad is not None]
+        grad_norm = float(torch.nn.utils.get_total_norm(grads, foreach=True)) / grad_divisor
+        if not math.isfinite(grad_norm):
+            self.zero_grad()
+            return StepResult(grad_norm, True)
+        torch._foreach_mul_(grads, 1.0 / grad_divisor)
+        for group in self.groups:
+            for name, param in zip(group.names, group.params):
+                if param.grad is not None:
+                    collect((self.key_id, name), torch2xp(param.data), torch2xp(param.grad))
         self.zero_grad()
         return StepResult(grad_norm, False)
 

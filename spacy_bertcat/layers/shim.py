@@ -26,6 +26,7 @@ exponential moving average of the weights in ``optimizer.averages``, and
 import contextlib
 import os
 import warnings
+from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, cast
 
 import torch
@@ -36,6 +37,7 @@ from .adapter import LoraAdapter, base_fingerprint, is_injected
 from .batching import WindowBatch
 from .encoder_map import EncoderMap, build_encoder_map
 from .freezing import apply_freezing, check_layer_options
+from .hf_loading import is_local_dir
 from .onnx_runtime import describe
 from .optim import LossScale, OptimizerStep, StepResult, averages_key
 from .param_groups import param_groups
@@ -83,6 +85,9 @@ class BertCatShim(PyTorchShim):
         self.adapter = adapter
         self.adapter_targets: Optional[List[str]] = None
         self.adapter_base: Optional[str] = None  # fingerprint of the base the adapter was injected into
+        # (name, absolute path) of the base where the model's name is a local folder:
+        # an adapter-only save loads it from any working directory
+        self.adapter_base_path: Optional[Tuple[str, str]] = None
         self._adapter_pending = False  # merged weights loaded: inject at the first update
         # Data-parallel training: (params, local_docs, grad_scale) -> total docs
         self.grad_reducer: Optional[Callable[[List[torch.nn.Parameter], float, float], float]] = None
@@ -166,6 +171,8 @@ class BertCatShim(PyTorchShim):
             targets = self.adapter.targets(self._model, self.encoder_map)  # type: ignore[union-attr, arg-type]
         if base is None and self.adapter.save == "adapter":  # type: ignore[union-attr]
             base = base_fingerprint(self._model, cast(EncoderMap, self.encoder_map))
+            name = str(self.cfg.get("name"))
+            self.adapter_base_path = (name, str(Path(name).expanduser().resolve())) if is_local_dir(name) else None
         self.adapter_base = base
         self.adapter.inject(self._model.hf_model, targets)  # type: ignore[union-attr]
         self._model.to(get_torch_default_device())
@@ -175,6 +182,57 @@ class BertCatShim(PyTorchShim):
         )
         self._adapter_pending = False
         self._step = None
+        self.apply_freezing()
+
+    def resize_head(self, labels: List[str]) -> None:
+        """Grow the classification head to one output per label, in place: the
+        output layer (the head's linear layer with one output per label) keeps its
+        rows, so the existing labels' logits are unchanged up to float rounding (a
+        matrix product one output wider may round the last bit differently), and each new row
+        starts as transformers starts a head (normal weights with the config's
+        initializer_range, bias 0). The optimizer step starts afresh, as the head's
+        parameters are new tensors. Raises a ValueError where that layer cannot be
+        found, and BC065 for a serving model."""
+        self.refuse_training()
+        if self._model is None:
+            return
+        hf_model = self.hf_model
+        n_old, n_new = hf_model.config.num_labels, len(labels)
+        head = set(cast(EncoderMap, self.encoder_map).head)
+        found = [
+            (path, module)
+            for path, module in hf_model.named_modules()
+            if isinstance(module, torch.nn.Linear)
+            and module.out_features == n_old
+            and f"hf_model.{path}.weight" in head
+        ]
+        if not found:
+            model_type = hf_model.config.model_type
+            raise ValueError(f"no linear layer with {n_old} outputs in the head of this {model_type} model")
+        path, old = found[-1]
+        new = torch.nn.Linear(
+            old.in_features, n_new, bias=old.bias is not None, device=old.weight.device, dtype=old.weight.dtype
+        )
+        with torch.no_grad():
+            std = float(getattr(hf_model.config, "initializer_range", 0.02) or 0.02)
+            new.weight.normal_(0.0, std)
+            new.weight[:n_old] = old.weight
+            if old.bias is not None:
+                new.bias.zero_()
+                new.bias[:n_old] = old.bias
+        new.weight.requires_grad_(old.weight.requires_grad)
+        if old.bias is not None:
+            new.bias.requires_grad_(old.bias.requires_grad)
+        parent_path, _, attr = path.rpartition(".")
+        setattr(hf_model.get_submodule(parent_path) if parent_path else hf_model, attr, new)
+        hf_model.config.num_labels = n_new
+        hf_model.config.id2label = dict(enumerate(labels))
+        hf_model.config.label2id = {label: i for i, label in enumerate(labels)}
+        if hasattr(hf_model, "num_labels"):
+            hf_model.num_labels = n_new
+        self.encoder_map = build_encoder_map(self._model, hf_model, cast(WordpieceTokenizer, self.tokenizer).probe_id)
+        self._step = None
+        self._accumulated = 0
         self.apply_freezing()
 
     def check_trainable_top_layers(self) -> None:

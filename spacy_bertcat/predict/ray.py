@@ -14,6 +14,7 @@ look up; ``predicted_label`` (exclusive classes) or ``predicted_labels``
 (multi-label); ``prediction_set`` for a pipeline calibrated with conformal sets; and
 ``error``, null unless the row's text is null or not a string (then the scores are
 null). Every input row gives one output row, and a batch never fails for a bad row.
+An input column named like one of these fields is refused (BC124), never replaced.
 
 Guarantees, and what they rest on:
 
@@ -32,6 +33,15 @@ Guarantees, and what they rest on:
   any case, so an id column always stays with its prediction.
 - Only the chosen classifier runs (``component``; by default the first that sets
   doc.cats), as in the CLI.
+- What can be known before actors start is checked on the driver: the settings,
+  and the pipeline folder from its files, without loading it (check_pipeline).
+  An actor that still cannot load the pipeline fails its batches with BC122
+  (the cause, in one line) rather than dying: Ray would restart it and print
+  each death on the driver's console.
+- Over files (predict_files), nothing in a file stops the run: an undecodable
+  line or a damaged file becomes error rows (BC120, BC121); unreadable files
+  (BC123) and input fields named like the rows' own (BC124) are refused before
+  prediction.
 
 Ray is an optional dependency (``pip install "spacy-bertcat[ray]"``): it is
 imported inside the functions, so ``import spacy_bertcat`` never needs it.
@@ -46,7 +56,9 @@ from .ray_dataset import (
     READ_ERROR,
     BertcatPredictor,
     Concurrency,
+    PipelineLoadError,
     check_local_resources,
+    check_pipeline,
     import_ray,
     init_ray,
     predict,
@@ -57,8 +69,11 @@ from .ray_dataset import (
 from .ray_files import (
     FILE_FORMATS,
     OUTPUT_FORMATS,
+    RESERVED_FIELDS,
     RayPredictResult,
+    check_encoding,
     check_output_folder,
+    check_readable,
     conform,
     count_output,
     parse_file,
@@ -73,7 +88,9 @@ __all__ = [
     "READ_ERROR",
     "BertcatPredictor",
     "Concurrency",
+    "PipelineLoadError",
     "check_local_resources",
+    "check_pipeline",
     "import_ray",
     "init_ray",
     "predict",
@@ -82,8 +99,11 @@ __all__ = [
     "resolve_model",
     "FILE_FORMATS",
     "OUTPUT_FORMATS",
+    "RESERVED_FIELDS",
     "RayPredictResult",
+    "check_encoding",
     "check_output_folder",
+    "check_readable",
     "conform",
     "count_output",
     "parse_file",

@@ -23,14 +23,37 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, TypeVar
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from ..components.extensions import SETS
+from ..components.extensions import DECISIONS, SETS
 from ..components.pipes import Classifier, only_component
 from ..data.records import InvalidRow
 from ..data.text import has_content
 
 C = TypeVar("C")
-# The fields a prediction adds to a row (an input field of the same name is replaced).
+# The fields a prediction adds to a row.
 PREDICTION_FIELDS = ("cats", "predicted_label", "predicted_labels", "prediction_set", "error")
+# The fields each engine's rows carry besides the input's: where the record was
+# (local: its line; Ray over files: its file and its line or Parquet row) and the
+# prediction. An input field of one of these names would be overwritten or taken
+# for a prediction, so the engines refuse it (BC083), or move it to
+# input_<name> where asked (reserved_clashes, renamed_field).
+RESERVED_FIELDS: Dict[str, Tuple[str, ...]] = {
+    "local": ("line",) + PREDICTION_FIELDS,
+    "ray": ("source", "line", "row") + PREDICTION_FIELDS,
+}
+RENAMED_PREFIX = "input_"
+
+
+def renamed_field(name: str) -> str:
+    """RETURNS (str): The output name of an input field named like a reserved field,
+    where renaming is asked for (--rename-fields)."""
+    return RENAMED_PREFIX + name
+
+
+def reserved_clashes(fields: Iterable[str], engine: str = "local") -> List[str]:
+    """RETURNS (List[str]): The input fields named like a field the engine's rows
+    add (RESERVED_FIELDS), in the order of RESERVED_FIELDS."""
+    fields = set(fields)
+    return [name for name in RESERVED_FIELDS[engine] if name in fields]
 
 
 def text_problem(value: Any, text_field: str, fields: Optional[Iterable[str]] = None) -> Optional[str]:
@@ -71,8 +94,17 @@ def prediction_fields(classifier: Classifier, doc: Doc) -> Dict[str, Any]:
     empty = not has_content(doc)
     cats = {label: doc.cats[label] for label in classifier.labels if label in doc.cats}
     out: Dict[str, Any] = {"cats": cats}
+    # A bertcat component's own decision (doc._.bertcat_labels) is exact where a
+    # calibration maps neighbouring scores onto one value; other classifiers are
+    # decided from doc.cats, as spaCy decides them.
+    decided = (doc._.get(DECISIONS) or {}).get(classifier.name) if classifier.is_bertcat else None
     if classifier.exclusive:
-        out["predicted_label"] = None if empty or not cats else max(cats, key=cats.get)  # type: ignore[arg-type]
+        if decided is not None:
+            out["predicted_label"] = decided[0] if decided and not empty else None
+        else:
+            out["predicted_label"] = None if empty or not cats else max(cats, key=cats.get)  # type: ignore[arg-type]
+    elif decided is not None:
+        out["predicted_labels"] = [] if empty else list(decided)
     else:
         out["predicted_labels"] = (
             [] if empty else [label for label, score in cats.items() if score >= classifier.thresholds[label]]

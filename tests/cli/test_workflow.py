@@ -187,6 +187,7 @@ def test_predict_to_standard_output(saved, tmp_path):
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert [r["line"] for r in rows] == [1, 2, 3] and not (tmp_path / "-").exists()
     assert "Wrote 3 predictions" in out.stderr and "\r" not in out.stderr  # no progress bar in a log
+    assert "\x1b[" not in out.stdout + out.stderr  # nor colour codes
 
 
 def test_a_failed_run_leaves_no_complete_looking_output_and_resumes(saved, tmp_path):

@@ -9,7 +9,7 @@ import spacy
 from spacy.cli.train import train
 from spacy.training import Example
 
-from spacy_bertcat.components.loss import asymmetric_loss, sigmoid_binary_cross_entropy
+from spacy_bertcat.components.loss import asymmetric_loss, resolve_class_weights, sigmoid_binary_cross_entropy
 from spacy_bertcat.decisions.metrics import best_f1_threshold
 from spacy_bertcat.decisions.thresholds import collapsed_labels, tune_with_fallback
 
@@ -182,19 +182,23 @@ def test_spacy_train_tunes_thresholds_on_dev_and_model_best_carries_them(tiny_be
     assert pipe.cfg["thresholds"] == tuned
 
 
-def test_tuning_happens_only_after_training_updates(tiny_bert):
+def test_tuning_outside_spacy_train_happens_only_when_asked(tiny_bert):
+    """nlp.evaluate in a loop of one's own never tunes (test_contract.py has the
+    case after updates); inside pipe.tuning_thresholds() it does. A new global
+    threshold sets the tuned thresholds aside, and evaluating leaves them so."""
     nlp, examples, optimizer = make_nlp(tiny_bert, "bertcat_multilabel", SPARSE)
     pipe = nlp.get_pipe("bertcat_multilabel")
     pipe.cfg["tune_thresholds"] = True
-    nlp.evaluate(examples)
-    assert pipe.cfg["thresholds"] is None  # no update yet: nothing tuned
     nlp.update(examples, sgd=optimizer)
     nlp.evaluate(examples)
+    assert pipe.cfg["thresholds"] is None  # not asked: nothing tuned
+    with pipe.tuning_thresholds():
+        nlp.evaluate(examples)
     first = dict(pipe.cfg["thresholds"])
     pipe.cfg["threshold"] = 0.7  # a new global threshold sets the tuned ones aside...
     assert pipe.thresholds == {label: 0.7 for label in pipe.labels}
     nlp.evaluate(examples)
-    assert pipe.cfg["thresholds"] == first  # ...and an evaluation without updates tunes nothing
+    assert pipe.cfg["thresholds"] == first  # ...and an evaluation tunes nothing
 
 
 def test_collapsed_labels_are_reported_at_evaluation(tiny_bert, caplog):
@@ -253,5 +257,19 @@ def test_factory_defaults_are_the_shipped_recipe():
     nlp = spacy.blank("en")
     nlp.add_pipe("bertcat_multilabel", config=tiny_config("unused"))
     added = nlp.config["components"]["bertcat_multilabel"]
-    for setting in ("class_weights", "loss", "tune_thresholds", "threshold_min_support", "threshold"):
+    for setting in ("loss", "tune_thresholds", "threshold_min_support", "threshold"):
         assert added[setting] == shipped[setting], setting
+    # the default weights are named ("sqrt_balanced", so that a block of label =
+    # weight lines is not merged with a default block): the shipped block's weights
+    assert added["class_weights"] == "sqrt_balanced"
+    assert shipped["class_weights"] == {
+        "@misc": "spacy-bertcat.balanced_class_weights.v1",
+        "power": 0.5,
+        "max_weight": None,
+    }
+    truth = numpy.array([[1, 0, 0], [0, 1, 0], [0, 0, 0], [1, 1, 0]], dtype="f")
+    mask = numpy.ones_like(truth)
+    resolved = spacy.util.registry.resolve({"w": shipped["class_weights"]})["w"]
+    assert resolve_class_weights(
+        "sqrt_balanced", ["a", "b", "c"], truth, mask, exclusive=False, name="x"
+    ) == resolve_class_weights(resolved, ["a", "b", "c"], truth, mask, exclusive=False, name="x")

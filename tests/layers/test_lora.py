@@ -4,6 +4,7 @@ checked in test_families.py (test_family_lora)."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -194,6 +195,31 @@ def test_adapter_on_another_base_is_refused(tiny_bert, tmp_path):
     )
     assert out.returncode != 0 and "BC062" in out.stderr and "cannot be loaded" in out.stderr
     assert predict_in_new_process(tmp_path / "p", tmp_path).returncode == 0
+
+
+def test_an_adapter_saved_with_a_relative_base_loads_from_any_working_directory(tiny_bert, tmp_path, monkeypatch):
+    """The model's name as given (a relative folder) is saved in the config; the
+    adapter-only save also keeps the folder's absolute path, so spacy.load works
+    from another working directory, and a base that is gone is a clean BC062."""
+    work = tmp_path / "work"
+    shutil.copytree(tiny_bert, work / "models" / "base")
+    monkeypatch.chdir(work)
+    nlp, examples, optimizer = lora_nlp("models/base", save="adapter")
+    nlp.update(examples, sgd=optimizer)
+    nlp.to_disk(work / "p")
+    assert nlp.config["components"]["bertcat"]["model"]["name"] == "models/base"
+    expected = [doc.cats for doc in nlp.pipe(TEXTS)]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    got = predict_in_new_process(work / "p", elsewhere)
+    assert got.returncode == 0, got.stderr[-3000:]
+    for a, b in zip(json.loads(got.stdout.strip().splitlines()[-1]), expected):
+        assert a == pytest.approx(b, abs=1e-5)
+    shutil.rmtree(work / "models")
+    out = predict_in_new_process(work / "p", elsewhere)
+    message = " ".join(out.stderr.split())
+    assert out.returncode != 0 and "BC062" in message and "'models/base' cannot be loaded" in message, message[-2000:]
+    assert str(work / "models" / "base") in message and "NoneType" not in message
 
 
 def test_bad_lora_settings(tiny_bert):

@@ -260,7 +260,7 @@ def test_cli_engine_ray_reads_a_glob_of_messy_shards(single_model, tmp_path):
     assert rows[-1]["extra"] == 37 and rows[0]["extra"] is None
     # A used OUTPUT is refused before Ray starts.
     again = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
-    assert again.returncode == 1 and "BC076" in again.stdout and len(list(output.iterdir())) == len(shards)
+    assert again.returncode == 1 and "BC081" in again.stdout and len(list(output.iterdir())) == len(shards)
 
 
 def test_predict_files_folder_of_csv_and_parquet_to_jsonl(single_model, tmp_path):
@@ -326,28 +326,31 @@ def test_mixed_values_within_a_file_keep_strings_as_they_are():
     assert table.column("id").to_pylist() == ["1", "x2"]
 
 
-def test_predict_table_passes_errors_and_replaces_prediction_columns(single_model):
+def test_predict_table_passes_errors_and_refuses_prediction_columns(single_model):
     """The batch function without Ray: a read error predict_files set stays (the
-    record is not classified); input columns named like a prediction field
-    (the user's own `error` column too) are replaced, their rows classified."""
+    record is not classified); an input column named like a prediction field
+    (the user's own `error` or `cats`) is refused, not overwritten (BC124)."""
     nlp = spacy.load(single_model)
     table = pa.table(
         {
             "text": ["a great film", "", "bad", "good"],
-            "cats": [1, 2, 3, 4],
-            "error": [None, None, None, "the user's own value"],
+            "id": [1, 2, 3, 4],
             bertcat_ray.READ_ERROR: [None, None, "unreadable", None],
         }
     )
     out = bertcat_ray.predict_table(nlp, Classifier(nlp), table)
     rows = out.to_pylist()
-    assert out.column_names == ["text", "cats", "predicted_label", "prediction_set", "error"]
+    assert out.column_names == ["text", "id", "cats", "predicted_label", "prediction_set", "error"]
     assert rows[0]["error"] is None and rows[0]["predicted_label"] in ("POS", "NEG")
     assert rows[1]["predicted_label"] is None and rows[1]["cats"] == {"NEG": 0.5, "POS": 0.5}  # empty text
     assert rows[2]["error"] == "unreadable" and rows[2]["cats"] is None
     assert rows[3]["error"] is None and rows[3]["predicted_label"] in ("POS", "NEG")
     empty = bertcat_ray.predict_table(nlp, Classifier(nlp), table.slice(0, 0))
     assert empty.num_rows == 0 and empty.schema == out.schema
+    for name in ("error", "cats"):
+        clashing = table.append_column(name, pa.array(["the user's own value"] * 4))
+        with pytest.raises(ValueError, match=rf"BC124.*'{name}'.*reserved output field"):
+            bertcat_ray.predict_table(nlp, Classifier(nlp), clashing)
 
 
 def test_bad_settings_fail_before_anything_runs(single_model, tmp_path):
@@ -371,7 +374,7 @@ def test_bad_settings_fail_before_anything_runs(single_model, tmp_path):
         bertcat_ray.predict(ds, tmp_path)
     (tmp_path / "used").mkdir()
     (tmp_path / "used" / "x").write_text("x")
-    with pytest.raises(ValueError, match="BC076"):
+    with pytest.raises(ValueError, match="BC081"):
         bertcat_ray.predict_files(single_model, tmp_path, tmp_path / "used")
     with pytest.raises(ValueError, match="BC043"):
         bertcat_ray.predict_files(single_model, tmp_path / "nothing-*.jsonl", tmp_path / "new")
@@ -384,3 +387,244 @@ def test_without_ray_the_package_imports_and_says_what_to_install(monkeypatch):
     code = "import sys; sys.modules['ray'] = None\nimport spacy_bertcat, spacy_bertcat.predict.ray, spacy_bertcat.cli\nprint('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+# Issue 24: what a user owns is never lost or silently corrupted. Bad input under
+# Ray gives coded errors (before Ray starts where it can be known) or error rows.
+
+
+def rows_by_place(folder):
+    return {(r["source"], r.get("line"), r.get("row")): r for r in bertcat_ray.read_output(folder).to_pylist()}
+
+
+def test_undecodable_and_damaged_files_become_error_rows(single_model, tmp_path):
+    """A latin-1 line among UTF-8 files, a cp1252 CSV record, a UTF-16 file, a
+    lone surrogate escape, a damaged Parquet file and a Parquet file with
+    invalid UTF-8: each undecodable record is one error row (with its file and
+    line, naming the encoding and the fix), a file that cannot be read at all
+    one, and the other records of the same files are classified."""
+    import pyarrow.parquet as pq
+
+    source = tmp_path / "in"
+    source.mkdir()
+    write_lines(source / "a.jsonl", [json.dumps({"id": f"a{i}", "text": "a great film"}) for i in range(3)])
+    (source / "b.jsonl").write_bytes(
+        json.dumps({"id": "b1", "text": "café au lait"}, ensure_ascii=False).encode("latin-1")
+        + b"\n"
+        + json.dumps({"id": "b2", "text": "bad"}).encode()
+        + b"\n"
+        + b'{"id": "b3", "text": "\\udc80 half a pair"}\n'
+    )
+    (source / "c.csv").write_bytes('id,text\nc1,fine\nc2,"a naive\nmov\u00efe"\nc3,good\n'.encode("cp1252"))
+    (source / "d.txt").write_bytes("a great film\nbad\n".encode("utf-16"))
+    (source / "e.parquet").write_bytes(b"PAR1 not really parquet")
+    invalid = pa.array([b"good", b"caf\xe9"]).view(pa.string())  # a writer that did not check
+    pq.write_table(pa.table({"id": ["f1", "f2"], "text": invalid}), source / "f.parquet")
+    result = bertcat_ray.predict_files(single_model, source, tmp_path / "out", batch_size=4)
+    rows = rows_by_place(tmp_path / "out")
+    assert (result.n_rows, result.n_errors) == (13, 6) and len(rows) == 13
+    for key in [("a.jsonl", i, None) for i in (1, 2, 3)] + [("b.jsonl", 2, None), ("c.csv", 2, None)]:
+        assert rows[key]["error"] is None and rows[key]["predicted_label"] in ("POS", "NEG"), key
+    assert rows[("c.csv", 5, None)]["id"] == "c3" and rows[("f.parquet", None, 1)]["text"] == "good"
+    latin = rows[("b.jsonl", 1, None)]
+    assert latin["error"].startswith("[BC120] line 1 is not valid UTF-8 text (byte 0xe9")
+    assert "--encoding" in latin["error"] and "encoding=" in latin["error"] and latin["cats"] is None
+    assert rows[("c.csv", 3, None)]["error"].startswith(
+        "[BC120] the record at line 3 is not valid UTF-8 text (byte 0xef at line 4, character 4)"
+    )
+    assert "UTF-16 byte-order mark" in rows[("d.txt", None, None)]["error"]
+    assert "lone surrogate" in rows[("b.jsonl", 3, None)]["error"]
+    assert "not a readable Parquet file" in rows[("e.parquet", None, None)]["error"]
+    assert "'text' is not valid UTF-8" in rows[("f.parquet", None, 2)]["error"]
+    assert all(r["cats"] is None and r["text"] is None for r in rows.values() if r["error"])
+    # The encoding reaches the Ray tasks that read the files.
+    files = bertcat_ray.resolve_inputs(source / "b.jsonl")
+    read = bertcat_ray.read_files(files, encoding="latin-1").take_all()
+    assert read[0]["text"] == "café au lait" and read[0][bertcat_ray.READ_ERROR] is None
+
+
+def test_parse_file_decodes_each_line_in_the_given_encoding():
+    cp1252 = "id,text\n1,caf\u00e9 \u2013 ok\n2,plain\n".encode("cp1252")
+    rows = bertcat_ray.parse_file(cp1252, "a.csv", encoding="cp1252").to_pylist()
+    assert [r["text"] for r in rows] == ["caf\u00e9 \u2013 ok", "plain"]
+    assert all(r[bertcat_ray.READ_ERROR] is None for r in rows)
+    rows = bertcat_ray.parse_file(cp1252, "a.csv").to_pylist()  # as UTF-8: the record is an error, not a guess
+    assert rows[0]["text"] is None and "[BC120] the record at line 2" in rows[0][bertcat_ray.READ_ERROR]
+    assert rows[1]["text"] == "plain"
+    utf16 = "good\nbad\n".encode("utf-16")
+    rows = bertcat_ray.parse_file(utf16, "a.txt", encoding="utf-16").to_pylist()
+    assert [r["text"] for r in rows] == ["good", "bad"]
+    bom = b"\xef\xbb\xbf" + json.dumps({"text": "x"}).encode()
+    assert bertcat_ray.parse_file(bom, "a.jsonl").to_pylist()[0]["text"] == "x"
+    header = "id,t\u00e9xt\n1,a\n".encode("latin-1")
+    assert "the CSV header (line 1)" in bertcat_ray.parse_file(header, "a.csv").to_pylist()[0][bertcat_ray.READ_ERROR]
+    long_field = b'text\nok\n"' + b"x" * 200_000 + b'"\n'
+    rows = bertcat_ray.parse_file(long_field, "a.csv").to_pylist()
+    assert rows[0]["text"] == "ok" and "the rest of the file (after line 2)" in rows[1][bertcat_ray.READ_ERROR]
+    with pytest.raises(ValueError, match="BC074.*encoding=no-such-codec"):
+        bertcat_ray.check_encoding("no-such-codec")
+    with pytest.raises(ValueError, match="BC074.*encoding=base64"):
+        bertcat_ray.check_encoding("base64")
+
+
+def damaged_copy(model, tmp_path, name):
+    import shutil
+
+    copy = tmp_path / name
+    shutil.copytree(model, copy)
+    return copy
+
+
+def test_a_damaged_pipeline_folder_is_refused_before_any_actor_starts(single_model, tmp_path):
+    """What spacy.load would fail on is found from the folder on the driver in
+    milliseconds (no load): a component's deleted or empty model file, no
+    meta.json or tokenizer, a config that does not parse, a component that is
+    not in the pipeline."""
+    cases = {
+        "no-model": (
+            lambda p: (p / "bertcat" / "model").unlink(),
+            r"bertcat/model, a file of the component 'bertcat', is missing",
+        ),
+        "empty-model": (lambda p: (p / "bertcat" / "model").write_bytes(b""), r"bertcat/model.*is empty"),
+        "no-cfg": (lambda p: (p / "bertcat" / "cfg").unlink(), r"bertcat/cfg.*is missing"),
+        "no-meta": (lambda p: (p / "meta.json").unlink(), r"meta.json.*is missing"),
+        "no-tokenizer": (lambda p: (p / "tokenizer").unlink(), r"tokenizer.*is missing"),
+        "bad-config": (lambda p: (p / "config.cfg").write_text("[nlp\nlang = "), r"config.cfg cannot be parsed"),
+    }
+    for name, (damage, message) in cases.items():
+        path = damaged_copy(single_model, tmp_path, name)
+        damage(path)
+        with pytest.raises(ValueError, match=rf"BC075.*{message}"):
+            bertcat_ray.resolve_model(path)
+    start = time.perf_counter()
+    assert bertcat_ray.resolve_model(single_model) == str(Path(single_model).resolve())
+    assert time.perf_counter() - start < 2  # no load
+    with pytest.raises(ValueError, match=r"BC033.*named 'nope'.*\['bertcat'\]"):
+        bertcat_ray.resolve_model(single_model, component="nope")
+    with pytest.raises(ValueError, match="BC075.*is missing"):
+        bertcat_ray.predict_files(tmp_path / "no-model", tmp_path, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def run_cli(*args, prefix=(), timeout=300):
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    command = [*prefix, sys.executable, "-m", "spacy_bertcat", "predict", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
+
+
+def test_cli_pipeline_that_actors_cannot_load_is_reported_in_a_paragraph(single_model, tmp_path):
+    """A pipeline whose model file is damaged (truncated: the folder looks whole)
+    fails every actor's load: the run stops with the actor's cause (BC122, the
+    component's BC012) in one paragraph, no Ray stack traces, and OUTPUT is not
+    created. A deleted file is found before Ray starts (BC075)."""
+    damaged = damaged_copy(single_model, tmp_path, "damaged")
+    model_file = damaged / "bertcat" / "model"
+    model_file.write_bytes(model_file.read_bytes()[:5000])
+    write_lines(tmp_path / "in.jsonl", [json.dumps({"text": "a great film"})])
+    run = run_cli(damaged, tmp_path / "in.jsonl", tmp_path / "out", "--engine", "ray")
+    out = run.stdout + run.stderr
+    assert run.returncode == 1, out[-3000:]
+    assert "[BC122] A Ray actor could not load the pipeline" in out and "[BC012]" in out, out[-3000:]
+    assert "Traceback" not in out and "ActorDiedError" not in out and len(out.splitlines()) < 25, out[-3000:]
+    assert not (tmp_path / "out").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    (damaged / "bertcat" / "model").unlink()
+    run = run_cli(damaged, tmp_path / "in.jsonl", tmp_path / "out", "--engine", "ray")
+    out = run.stdout + run.stderr
+    assert run.returncode == 1 and "[BC075]" in out and "bertcat/model" in out, out[-3000:]
+    assert "Traceback" not in out and "core_worker" not in out  # Ray never started
+
+
+def without_root_reading():
+    """RETURNS (List[str]): A command prefix under which files of mode 000 cannot
+    be read: none for a user other than root; for root, setpriv dropping the
+    capabilities that let root read any file (skips where there is no setpriv)."""
+    import shutil
+
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("as root, files of mode 000 are read; setpriv (to drop that right) is not installed")
+    caps = "-dac_override,-dac_read_search"
+    prefix = ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}"]
+    probe = subprocess.run([*prefix, "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"setpriv cannot drop capabilities here: {probe.stderr.strip()}")
+    return prefix
+
+
+def test_unreadable_input_is_refused_before_ray_starts(tmp_path):
+    """A file this user may not read, or a subfolder it may not list (which a
+    folder walk would skip in silence), is a coded error naming it (BC123),
+    before Ray starts. As root (which reads any file), the check runs in a
+    process without root's right to read any file."""
+    prefix = without_root_reading()
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    write_lines(folder / "a.jsonl", [json.dumps({"text": "ok"})])
+    secret = write_lines(folder / "b.jsonl", [json.dumps({"text": "secret"})])
+    write_lines(folder / "sub" / "c.jsonl", [json.dumps({"text": "in a folder that cannot be listed"})])
+    os.chmod(secret, 0o000)
+    os.chmod(folder / "sub", 0o000)
+    closed = tmp_path / "closed"  # the input folder itself
+    closed.mkdir()
+    write_lines(closed / "x.jsonl", [json.dumps({"text": "x"})])
+    os.chmod(closed, 0o000)
+    try:
+        code = (
+            "import sys\nfrom spacy_bertcat.predict.ray import resolve_inputs\n"
+            "for arg in sys.argv[1:]:\n"
+            "    try:\n        resolve_inputs(arg)\n        print('READ', arg)\n"
+            "    except ValueError as e:\n        print(e)\n"
+        )
+        args = [str(folder), str(secret), str(folder / "*.jsonl"), str(closed), str(folder / "a.jsonl")]
+        env = dict(os.environ, HF_HUB_OFFLINE="1")
+        run = subprocess.run(
+            [*prefix, sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300
+        )
+        lines = run.stdout.splitlines()
+        assert len(lines) == 5, run.stdout + run.stderr[-2000:]
+        assert lines[0].startswith("[BC123] Cannot read input files or folders as ")
+        assert f"{folder / 'sub'} (a folder)" in lines[0] and f"{secret} (Permission denied)" in lines[0]
+        assert lines[1].startswith("[BC123] Cannot read an input file as ") and str(secret) in lines[1]
+        assert str(secret) in lines[2] and "(a folder)" not in lines[2]
+        assert lines[3].startswith("[BC123] Cannot read input files or folders") and f"{closed} (a folder)" in lines[3]
+        assert lines[4] == f"READ {folder / 'a.jsonl'}"
+        # The command says so in a few lines, and Ray never starts.
+        run = run_cli("model", folder, tmp_path / "out", "--engine", "ray", prefix=prefix)
+        out = run.stdout + run.stderr
+        assert run.returncode == 1 and "[BC123]" in out and str(secret) in out, out[-3000:]
+        assert "Traceback" not in out and "core_worker" not in out and len(out.splitlines()) < 12, out[-3000:]
+    finally:
+        os.chmod(folder / "sub", 0o755)
+        os.chmod(secret, 0o644)
+        os.chmod(closed, 0o755)
+
+
+def test_input_fields_named_like_output_fields_are_refused(single_model, tmp_path):
+    """The user's own `line`, `source`, `error` (or `row`, `cats`, ...) would be
+    dropped or overwritten by the rows' own: refused before anything is
+    predicted, naming the fields and their files (BC124)."""
+    import pyarrow.parquet as pq
+
+    source = tmp_path / "in"
+    source.mkdir()
+    write_lines(source / "a.jsonl", [json.dumps({"text": "fine", "id": 1})])
+    write_lines(source / "b.jsonl", [json.dumps({"text": "x", "line": 7, "source": "crawl-3", "error": "none"})])
+    (source / "c.csv").write_text("text,error\nok,\n", encoding="utf-8")
+    pq.write_table(pa.table({"text": ["y"], "row": [12]}), source / "d.parquet")
+    with pytest.raises(ValueError) as caught:
+        bertcat_ray.predict_files(single_model, source, tmp_path / "out")
+    message = str(caught.value)
+    assert message.startswith(
+        "[BC124] The input has the field(s) 'source', 'line', 'row', 'error' named like a reserved output field"
+    )
+    assert "(in b.jsonl, c.csv, d.parquet)" in message and "'source' to 'input_source'" in message
+    assert "source, line, row, cats, predicted_label, predicted_labels, prediction_set, error" in message
+    assert not (tmp_path / "out").exists()
+    # The text field itself, checked before Ray reads anything.
+    with pytest.raises(ValueError, match=r"BC124.*'error'.*--text-field"):
+        bertcat_ray.predict_files(single_model, source, tmp_path / "out", text_column="error")
+    # A Dataset whose schema is known: refused before any actor starts.
+    ds = ray.data.from_items([{"text": "a", "cats": 1}])
+    with pytest.raises(ValueError, match=r"BC124.*'cats'.*rename_columns"):
+        bertcat_ray.predict(ds, single_model)
