@@ -519,7 +519,8 @@ class Errors(metaclass=ErrorsWithCodes):
         "Cannot replace the pipeline {path}: it holds {extra}, which the saved "
         "pipeline does not contain, and replacing the folder would remove it. "
         "Move it out of the pipeline folder, or save the pipeline to a new "
-        "folder."
+        "folder (calibrate, find-thresholds: --output; optimize: another "
+        "OUTPUT_DIR)."
     )
     BC083 = (
         "{path} has input field(s) named like the fields a prediction row adds: "

@@ -218,7 +218,7 @@ def test_bad_settings_fail_before_training(corpus, tiny_bert, tmp_path):
     )
     assert "[BC071]" in out and "seed" in out
     out = run("-m", "spacy_bertcat", "train", CONFIG, "--workers", "0", expect=1)
-    assert "[BC071]" in out and "--workers" in out
+    assert "[BC092]" in out and "--workers" in out  # the option's own range check
     if not torch.cuda.is_available():
         out = run("-m", "spacy_bertcat", "train", CONFIG, "--workers", "2", "--gpu-id", "0", expect=1)
         assert "[BC071]" in out and "GPU" in out and "Traceback" not in out
