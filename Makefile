@@ -25,8 +25,11 @@ $(VENV)/.installed: setup.cfg
 demo: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(PY) -m spacy project run all
 
+# Two pytest workers (pytest-xdist), a test file each at a time, one torch thread
+# each (tests/conftest.py); `make test WORKERS=0` runs in one process.
+WORKERS ?= 2
 test: $(VENV)/.installed
-	HF_HUB_OFFLINE=1 BERTCAT_OTHER_PYTHON=$(BERTCAT_OTHER_PYTHON) $(PY) -m pytest -q tests $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 BERTCAT_OTHER_PYTHON=$(BERTCAT_OTHER_PYTHON) $(PY) -m pytest -q tests $(if $(filter-out 0,$(WORKERS)),-n $(WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 test-slow: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q tests --slow $(PYTEST_ARGS)

@@ -5,6 +5,12 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two pytest workers on this 2-core machine: each (and each
+    # process it starts) runs torch on one thread, since two processes spinning two
+    # OpenMP threads each on two cores slow each other down many times over.
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, "1")
 
 
 def pytest_addoption(parser):
