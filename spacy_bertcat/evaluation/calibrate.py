@@ -9,10 +9,9 @@ import numpy
 from spacy.language import Language
 
 from ..components.pipes import Classifier
-from ..data.records import read_labelled_docs
 from ..decisions.calibration import Calibration, fit_calibration
 from ..errors import Errors
-from .report import gold_matrix
+from .gold import read_gold
 
 
 @dataclass
@@ -81,18 +80,15 @@ def calibrate(
     classifier = Classifier(nlp, component)
     if not hasattr(classifier.pipe, "set_calibration"):
         raise ValueError(Errors.BC059.format(name=classifier.name, factory=classifier.factory))
-    docs = read_labelled_docs(
-        data_path,
+    docs, gold, mask = read_gold(
         nlp,
-        labels=classifier.labels,
+        classifier,
+        data_path,
+        task="calibrate",
         text_field=text_field,
         label_field=label_field,
         labels_sep=labels_sep,
-        exclusive=True if classifier.exclusive else None,
     )
-    gold, mask = gold_matrix(docs, classifier.labels)
-    if not mask.any():
-        raise ValueError(Errors.BC040.format(path=data_path, labels=classifier.labels, task="calibrate"))
     result = calibrate_pipe(classifier.pipe, docs, gold, mask, alphas=list(alphas), min_support=min_support)
     nlp.meta.setdefault("bertcat_calibration", {})[classifier.name] = {
         "method": result.calibration.method,

@@ -14,11 +14,12 @@ from spacy.training import Example
 from ..components.extensions import uncalibrated_cats
 from ..components.pipes import Classifier, classify_texts
 from ..data.atomic import atomic_write, check_output_folder
-from ..data.records import META_KEY, read_labelled_docs
+from ..data.records import META_KEY
 from ..decisions.calibration import conformal_report
 from ..errors import Errors
+from .gold import read_gold
 from .markdown import to_markdown
-from .report import compute_report, gold_matrix, score_matrix
+from .report import compute_report, score_matrix
 
 
 def evaluate(
@@ -39,23 +40,16 @@ def evaluate(
     RETURNS (Dict[str, Any]): The report.
     """
     classifier = Classifier(nlp, component)
-    gold_docs = read_labelled_docs(
-        data_path,
+    gold_docs, gold, mask = read_gold(
         nlp,
-        labels=classifier.labels,
+        classifier,
+        data_path,
+        task="evaluate",
         text_field=text_field,
         label_field=label_field,
         labels_sep=labels_sep,
-        exclusive=True if classifier.exclusive else None,
+        refuse_unknown_labels=True,
     )
-    unknown = sorted({k for doc in gold_docs for k in doc.cats} - set(classifier.labels))
-    if unknown:
-        raise ValueError(
-            Errors.BC035.format(path=data_path, unknown=unknown, name=classifier.name, labels=classifier.labels)
-        )
-    gold, mask = gold_matrix(gold_docs, classifier.labels)
-    if not mask.any():
-        raise ValueError(Errors.BC040.format(path=data_path, labels=classifier.labels, task="evaluate"))
     texts = [doc.text for doc in gold_docs]
     wrap = (lambda docs: progress(docs, len(texts))) if progress is not None else None
     pred_docs = classify_texts(nlp, classifier.name, texts, batch_size=batch_size, progress=wrap)

@@ -10,10 +10,10 @@ from spacy.tokens import Doc
 from spacy.training import Example
 
 from ..components.pipes import Classifier, classify_texts
-from ..data.records import read_labelled_docs
 from ..decisions.thresholds import tune_with_fallback
 from ..errors import Errors
-from .report import compute_report, gold_matrix, score_matrix
+from .gold import read_gold
+from .report import compute_report, score_matrix
 
 
 def find_thresholds(
@@ -43,17 +43,15 @@ def find_thresholds(
     if not hasattr(classifier.pipe, "use_tuned_thresholds"):
         detail = "it has no per-label thresholds (set_thresholds); use a bertcat_multilabel component"
         raise ValueError(Errors.BC042.format(setting="--component", value=classifier.name, detail=detail))
-    docs = read_labelled_docs(
-        data_path,
+    docs, gold, mask = read_gold(
         nlp,
-        labels=classifier.labels,
+        classifier,
+        data_path,
+        task="tune",
         text_field=text_field,
         label_field=label_field,
         labels_sep=labels_sep,
     )
-    gold, mask = gold_matrix(docs, classifier.labels)
-    if not mask.any():
-        raise ValueError(Errors.BC040.format(path=data_path, labels=classifier.labels, task="tune"))
     wrap = (lambda stream: progress(stream, len(docs))) if progress is not None else None
     predicted = classify_texts(nlp, classifier.name, [doc.text for doc in docs], batch_size=batch_size, progress=wrap)
     scores = score_matrix(predicted, classifier.labels)
