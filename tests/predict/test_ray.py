@@ -172,6 +172,9 @@ def test_a_killed_actor_loses_no_row(single_model):
         time.sleep(0.01)
     assert killed is not None, "no actor was seen classifying a batch"
     assert consumer.is_alive(), "the run ended before the actor was killed"
+    gone_by = time.monotonic() + 10  # SIGKILL takes effect when the kernel gets to it
+    while killed in map_actors() and time.monotonic() < gone_by:
+        time.sleep(0.01)
     seen_after = set()
     while consumer.is_alive() and time.monotonic() < deadline:
         seen_after |= set(map_actors())
