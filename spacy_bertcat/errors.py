@@ -161,6 +161,57 @@ class Warnings(metaclass=ErrorsWithCodes):
         "to the uncalibrated scores. Run `spacy-bertcat calibrate` again after "
         "training."
     )
+    # Explanations (issue 25): BCW040-BCW044.
+    BCW040 = (
+        "Component '{name}' reads only part of this document ({detail}), so its "
+        "explanation covers only what the model read: the {n_unread} token(s) "
+        "outside those windows get attribution 0. {hint}"
+    )
+    BCW041 = (
+        "Integrated gradients with {n_steps} steps missed completeness by "
+        "{delta:.3g} (the attributions sum to the score's change from the "
+        "baseline up to this error, here {share:.0%} of that change). Raise "
+        "n_steps (--n-steps) for a closer integral."
+    )
+    # Few-shot warm-up (issue 26): BCW045-BCW049.
+    BCW045 = (
+        "Component '{name}' runs the contrastive warm-up with pooling = \"{pooling}\": "
+        "the warm-up trains the mean-pooled embedding, which this head does not "
+        "read, so the head starts untrained. Set [components.{name}.model] "
+        'pooling = "mean" (configs/bertcat_fewshot.cfg does).'
+    )
+    BCW046 = (
+        "Component '{name}': the training data gives no {kind} pairs for the "
+        "contrastive warm-up (every pair of documents {why}), so the warm-up is "
+        "skipped and training starts from the pretrained encoder."
+    )
+    # Hyperparameter search (issue 27): BCW050-BCW054.
+    BCW050 = (
+        "The study's report picture was not drawn: matplotlib is not installed. "
+        'Install it with `pip install "spacy-bertcat[report]"` (or `pip install '
+        "matplotlib`); the trials table and the best model are written anyway."
+    )
+    BCW051 = (
+        "The time budget of {budget:g} s ran out after {done} of {trials} trials: "
+        "the trials still running were stopped (recorded as 'stopped_budget') and "
+        "the outputs are written from the trials that finished. Run the command "
+        "again with --resume (and a new --time-budget) to run the rest."
+    )
+    BCW052 = (
+        "Ray Tune stopped the study: {error}. The {done} trial(s) that finished are "
+        "kept in {path} and the outputs are written from them; run the command again "
+        "with --resume to run the rest (on a machine short of memory, with a lower "
+        "--concurrency)."
+    )
+    # Calibration (issue 28): BCW055-BCW059.
+    BCW055 = (
+        "Component '{name}': calibrate_on_dev fits the calibration on the dev "
+        "data that `spacy train` also uses to choose model-best, so the "
+        "calibration and the dev scores are measured on the data they were "
+        "chosen on (optimistic). For honest figures, calibrate on a held-out "
+        "split of its own with `spacy-bertcat calibrate` and evaluate on a "
+        "third."
+    )
 
 
 class Errors(metaclass=ErrorsWithCodes):
@@ -582,6 +633,29 @@ class Errors(metaclass=ErrorsWithCodes):
         "be lost or taken for predictions. Rename the field(s) in the input (e.g. "
         "'{example}' to 'input_{example}'){how}."
     )
+    # Explanations (issue 25): BC130-BC139.
+    BC130 = (
+        "Component '{name}' has no label '{label}' to explain; its labels are "
+        "{labels}. Give one of them, or none to explain the predicted label."
+    )
+    BC131 = "Unknown explanation method '{method}'. Use one of {methods} (see docs/guides/explanations.md)."
+    BC132 = (
+        "Component '{name}' runs an optimized pipeline ({runtime}), which has no "
+        "gradients, so '{method}' cannot explain it. Use method='occlusion' "
+        "(--method occlusion), or explain the pipeline as trained, before "
+        "`spacy-bertcat optimize`."
+    )
+    BC133 = 'Explanations need the Python package captum ({reason}). Run `pip install "spacy-bertcat[explain]"`.'
+    BC134 = (
+        "Component '{name}' is not initialized, so it has nothing to explain. "
+        "Train it or load a trained pipeline first."
+    )
+    BC135 = "The explanation setting {setting} must be {expected}, not {value!r}."
+    BC136 = (
+        "{what} is not a bertcat component of the pipeline, whose bertcat "
+        "components are {names}. Name one of them (--component)."
+    )
+    BC137 = "{path} holds no documents to explain{detail}. Check the file and its --text-field."
     # Component contract (issue 24)
     BC100 = (
         "Component '{name}' cannot add the label '{label}' after initialize: "
@@ -599,3 +673,72 @@ class Errors(metaclass=ErrorsWithCodes):
         "not installed ({reason}). Run `pip install {package}` and initialize "
         "again."
     )
+    # Few-shot warm-up (issue 26): BC140-BC149.
+    BC140 = (
+        "The contrastive warm-up of component '{name}' needs at least 2 training "
+        "examples of every {kind}, to pair each with one of its own; {detail}. "
+        "Label more examples of {those}, or leave the warm-up out "
+        "([components.{name}] warmup = null)."
+    )
+    BC141 = "The warm-up setting {setting} must be {expected}, not {value!r}. Change it in [components.NAME.warmup]."
+    # Hyperparameter search (issue 27): BC150-BC159.
+    BC150 = (
+        "`spacy-bertcat tune` needs Ray Tune and Optuna, and {missing} cannot be "
+        'imported ({reason}). Install them with `pip install "spacy-bertcat[tune]"` '
+        '(or `pip install "ray[tune]>=2.60" "optuna>=3"`).'
+    )
+    BC151 = (
+        "The search space entry {setting} = {value!r} {problem}. Write a "
+        'distribution as a string: "uniform(LOW, HIGH)", "loguniform(LOW, '
+        'HIGH)" (0 < LOW), "int(LOW, HIGH)" (whole numbers, both included), '
+        '"choice(A, B, ...)" or "share(LOW, HIGH)" (a share of '
+        "training.max_steps, 0 <= LOW < HIGH <= 1; see docs/guides/tuning.md)."
+    )
+    BC152 = (
+        "The search space names the setting '{setting}', which the config does "
+        "not have{detail}. Name a value setting by its full path, as on the "
+        "`spacy train` command line (e.g. training.optimizer.learn_rate."
+        "initial_rate or components.bertcat.model.layer_lr_decay), and check it "
+        "in the config ({config})."
+    )
+    BC153 = (
+        "The config's own value of '{setting}' ({value!r}) {problem} its search "
+        "range {dist}. The config's settings are always trial 0 (so the best "
+        "trial is never worse than the defaults on the dev set): widen the range "
+        "to hold that value, or change the value in the config or with --{setting} "
+        "on the command line."
+    )
+    BC154 = (
+        "There is no search space to tune: {detail}. Add a [tune.space] block to "
+        "the config or give one with --space FILE (a config file with a "
+        "[tune.space] block; configs/tune_space.cfg is the default space of a "
+        "bertcat component, used when the config has one)."
+    )
+    BC155 = (
+        "Cannot resume a study in {path}: {detail}. --resume continues a study "
+        "that `spacy-bertcat tune` started in that folder (it holds the marker "
+        "file {marker}); to start a new study, give a new or empty --output "
+        "folder and leave out --resume."
+    )
+    BC156 = (
+        "The study in {path} was started with another {what} ({detail}). Resume "
+        "with the same CONFIG, config overrides and --space as the study began "
+        "with, or start a new study in another --output folder."
+    )
+    BC157 = "Trial {number} failed: {reason}. The end of its log ({log}):\n{tail}"
+    BC158 = (
+        "No trial of the study in {path} finished with a dev score ({counts}), so "
+        "there is no best config. Each trial's `spacy train` log is train.log in "
+        "its folder under {path}/trials; fix what they report and run the command "
+        "again with --resume, or start a new study."
+    )
+    BC159 = "Cannot tune with {setting} = {value}: {detail}."
+    # Calibration (issue 28): BC160-BC169.
+    BC160 = (
+        "Component '{name}': the calibration method '{method}' can change which "
+        "class a document gets (its top class), and calibration keeps every "
+        "decision unless asked. Pass --allow-decision-changes "
+        "(allow_decision_changes=True) to allow it, or choose a method that "
+        "keeps the decisions: {keeping}."
+    )
+    BC161 = "Component '{name}' ({kind}) cannot be calibrated with the method '{method}': use one of {methods}."

@@ -19,9 +19,12 @@ FLOORS = {
     "components": 2,
     "training": 3,
     "serving": 3,
-    "evaluation": 3,
     "predict": 3,
+    "explain": 3,
+    "fewshot": 3,
     "distributed": 4,
+    "evaluation": 4,  # its report has an explanation page (explain/, floor 3)
+    "tune": 4,
     "cli": 5,
 }
 TOP = {"spacy_bertcat", "spacy_bertcat.__main__"}

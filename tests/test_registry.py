@@ -18,6 +18,7 @@ REGISTRIES = {
     "spacy_callbacks": registry.callbacks,
     "spacy_scorers": registry.scorers,
     "spacy_batchers": registry.batchers,
+    "spacy_loggers": registry.loggers,
 }
 
 

@@ -7,10 +7,22 @@ confident errors), ``predict`` (JSONL with doc.cats) and ``find-thresholds``
 (per-label thresholds for multi-label pipelines) and ``calibrate`` (calibrated
 scores and conformal prediction sets, fitted on held-out data) and ``optimize``
 (a pipeline for CPU serving on ONNX Runtime, int8 by default) and ``train``
-(`spacy train`, data-parallel on several workers with --workers or torchrun).
+(`spacy train`, data-parallel on several workers with --workers or torchrun)
+and ``tune`` (hyperparameter search over a training config on Ray Tune)
+and ``explain`` (token attributions of a classifier's decisions, as an HTML page).
 """
 
-from . import calibrate, convert, evaluate, find_thresholds, optimize, predict, train  # noqa: F401  (registers the commands)
+from . import (  # noqa: F401  (registers the commands)
+    calibrate,
+    convert,
+    evaluate,
+    explain,
+    find_thresholds,
+    optimize,
+    predict,
+    train,
+    tune,  # noqa: F401  (registers the `tune` command)
+)
 from ._util import app, plain_in_new_printers
 
 

@@ -55,6 +55,18 @@ def calibrate_cli(
         "-a",
         help="Error rate of the prediction sets (exclusive classes; repeat for several, the first goes to doc._.bertcat_sets)",
     ),
+    method: str = Opt(
+        "auto",
+        "--method",
+        "-m",
+        help="bertcat: auto (chosen by cross-validation on the data, or none), none, temperature, isotonic, histogram (keep every decision), vector, dirichlet (may change decisions: need --allow-decision-changes); bertcat_multilabel: auto or platt",
+    ),
+    allow_decision_changes: bool = Opt(
+        False,
+        "--allow-decision-changes",
+        help="bertcat: also allow calibrations that can change a document's class (vector scaling, Dirichlet calibration); the decisions changed on the data and the accuracy before and after are printed",
+    ),
+    folds: int = Opt(5, "--folds", help="bertcat, --method auto: folds of the cross-validation", min=2),
     min_support: Optional[int] = Opt(
         None,
         "--min-support",
@@ -76,9 +88,12 @@ def calibrate_cli(
 ):
     """
     Calibrate a classifier's scores on held-out data, so doc.cats can be read as
-    probabilities: temperature scaling for bertcat (its decisions and accuracy are
-    unchanged), Platt scaling per label for bertcat_multilabel (thresholds are
-    mapped, so its decisions are unchanged). For exclusive classes it also stores
+    probabilities. bertcat: by default the method (temperature scaling, top-label
+    isotonic regression or histogram binning, or none) is chosen by k-fold
+    cross-validation within the data, and the table it chose from is printed;
+    the decisions and the accuracy are unchanged unless --allow-decision-changes
+    admits vector scaling and Dirichlet calibration. bertcat_multilabel: Platt
+    scaling per label (thresholds are mapped, so its decisions are unchanged). For exclusive classes it also stores
     split-conformal prediction sets: doc._.bertcat_sets[component] holds labels
     that contain the true one with probability at least 1 - alpha (empty where
     no label is likely enough: a document to route to a person). The model's own
@@ -112,7 +127,11 @@ def calibrate_cli(
     else:
         refuse_given(
             ctx,
-            {"alpha": "prediction sets are made for exclusive classes only"},
+            {
+                "alpha": "prediction sets are made for exclusive classes only",
+                "allow_decision_changes": "Platt scaling keeps every decision",
+                "folds": "the method is Platt scaling, not chosen by cross-validation",
+            },
             f"for the multi-label component '{classifier.name}'",
         )
     try:
@@ -127,6 +146,9 @@ def calibrate_cli(
                 text_field=text_field,
                 label_field=label_field,
                 labels_sep=labels_sep,
+                method=method,
+                allow_decision_changes=allow_decision_changes,
+                folds=folds,
             )
     except ValueError as e:
         msg.fail(str(e), exits=1)
@@ -135,6 +157,30 @@ def calibrate_cli(
             msg.warn(str(warning.message))
     calibration = result["calibration"]
     before, after = calibration.fitted["before"], calibration.fitted["after"]
+    selection = calibration.fitted.get("selection")
+    if selection:
+        divider(f"Choosing the method: {selection['k']}-fold cross-validation on {selection['n']} docs")
+        msg.table(
+            [
+                (
+                    row["method"] + (" <- chosen" if row["method"] == selection["chosen"] else ""),
+                    f"{100 * row['ece']:.2f}",
+                    f"{100 * row['ece_gain']:+.2f} +/- {100 * row['ece_gain_se']:.2f}",
+                    f"{100 * row['ece_adaptive']:.2f}",
+                    f"{row['log_loss']:.4f}",
+                    f"{row['brier']:.4f}",
+                    str(row["changed"]),
+                    "yes" if row["eligible"] else "",
+                )
+                for row in selection["rows"]
+            ],
+            header=("method", "ECE", "ECE gain vs none", "ECE eq.-mass", "log loss", "Brier", "changed", "eligible"),
+            aligns=("l", "r", "r", "r", "r", "r", "r", "l"),
+        )
+        msg.text(
+            "Means over the left-out folds (ECE in points); changed: documents whose class the method changed. "
+            f"Rule: {selection['rule']}."
+        )
     divider(f"Calibration of '{result['component']}': {calibration.describe()}")
     msg.table(
         [
@@ -149,6 +195,14 @@ def calibrate_cli(
         header=("on the held-out data", "before", "after"),
         aligns=("l", "r", "r"),
     )
+    if "decisions_changed" in calibration.fitted and (
+        allow_decision_changes or calibration.fitted["decisions_changed"]
+    ):
+        msg.info(
+            f"Decisions changed on the held-out data: {calibration.fitted['decisions_changed']} of "
+            f"{calibration.n_docs}; accuracy {100 * calibration.fitted['accuracy_before']:.2f}% before, "
+            f"{100 * calibration.fitted['accuracy_after']:.2f}% after"
+        )
     for a, q in zip(calibration.alphas, calibration.quantiles):
         msg.info(
             f"Prediction sets at alpha={a:g}: a label is in a doc's set if its uncalibrated score is >= {1 - q:.4f}"

@@ -35,6 +35,12 @@ def evaluate_cli(
         dir_okay=False,
     ),
     n_errors: int = Opt(20, "--n-errors", "-n", help="How many of the most confident errors to list"),
+    n_explained: int = Opt(
+        10,
+        "--explain-errors",
+        help="Explain the first N of those errors token by token in explanations.html (0: none; needs captum)",
+        min=0,
+    ),
     text_field: str = Opt("text", "--text-field", "-t", help="Text field of JSONL/CSV data"),
     label_field: Optional[str] = Opt(
         None, "--label-field", "-l", help="Label field of JSONL/CSV data (default: label, labels or cats)"
@@ -51,9 +57,10 @@ def evaluate_cli(
     per-label precision-recall curves (PNG), calibration (expected calibration
     error, Brier score, log loss, a reliability diagram; before and after for a
     calibrated pipeline, with the prediction sets' coverage), and the most
-    confident errors (the texts to read first in an error analysis). Writes
-    report.md, report.json, confusion_matrix.png, pr_curves.png and
-    reliability.png to the output directory: a new or empty one, or one that
+    confident errors (the texts to read first in an error analysis), the first
+    of them explained token by token (explanations.html). Writes
+    report.md, report.json, confusion_matrix.png, pr_curves.png,
+    reliability.png and explanations.html to the output directory: a new or empty one, or one that
     holds only an earlier report (its files are replaced; any other file is
     refused). The JSON also holds the component's own spaCy scores (as `spacy
     evaluate` reports them).
@@ -71,6 +78,7 @@ def evaluate_cli(
             labels_sep=labels_sep,
             batch_size=batch_size,
             n_errors=n_errors,
+            n_explained=n_explained,
             progress=lambda docs, total: progress(docs, total=total, desc="Evaluating"),
         )
         if base is not None:
@@ -94,10 +102,10 @@ def evaluate_cli(
             ("Macro F1", f"{100 * s['macro_f']:.2f}"),
             ("Micro F1", f"{100 * s['micro_f']:.2f}"),
             ("Macro ROC AUC", "-" if s["macro_auc"] is None else f"{s['macro_auc']:.4f}"),
-            ("ECE (points)", "-" if s["ece"] is None else f"{100 * s['ece']:.2f}"),
+            ("ECE (points)", "-" if s["ece"] is None else _ece_text(report["calibration"]["scores"])),
         ]
         + (
-            [("ECE uncalibrated", f"{100 * report['calibration']['uncalibrated']['ece']:.2f}")]
+            [("ECE uncalibrated", _ece_text(report["calibration"]["uncalibrated"]))]
             if report["calibration"]["uncalibrated"]
             else []
         )
@@ -155,3 +163,13 @@ def _read_baseline(path: Path) -> Dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("summary"), dict):
         raise ValueError(Errors.BC041.format(path=path, detail="no 'summary' object"))
     return data
+
+
+def _ece_text(metrics: dict) -> str:
+    """The ECE in points with its 95% bootstrap interval and the noise floor."""
+    text = f"{100 * metrics['ece']:.2f}"
+    if metrics.get("ece_interval"):
+        low, high = metrics["ece_interval"]
+        text += f" (95% interval {100 * low:.2f}-{100 * high:.2f}"
+        text += f"; noise floor {100 * metrics['ece_floor']:.2f})" if metrics.get("ece_floor") is not None else ")"
+    return text

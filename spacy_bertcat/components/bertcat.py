@@ -11,12 +11,13 @@ spaCy's component contract holds as for its textcat: ``get_loss`` takes what
 ``nlp.resume_training()`` keeps, and ``add_label`` works after initialize.
 """
 
+import contextlib
 import logging
 import math
 import warnings
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple, Union, cast
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple, Union, cast
 
 import numpy
 from spacy.language import Language
@@ -28,8 +29,8 @@ from thinc.api import Config, Model, Optimizer
 from thinc.types import Floats2d
 
 from ..data.text import has_content, text_length
-from ..decisions.calibration import Calibration, least_float32_input
-from ..errors import Errors, SettingError, Warnings, config_error
+from ..decisions.calibration import Calibration, fit_calibration, least_float32_input
+from ..errors import Errors, SettingError, Warnings, config_error, invalid_setting
 from ..layers.classifier import get_shim, resize_output
 from .config_checks import check_schedule_length, uses_gradual_unfreezing
 from .decision_state import DecisionState
@@ -43,9 +44,28 @@ from .loss import (
     softmax_cross_entropy,
 )
 from .serialization import read_component, write_component
-from .side_channels import cats_components, pipeline_of, remember_component, remember_pipeline
+from .side_channels import (
+    cats_components,
+    explainer,
+    in_training_loop,
+    pipeline_of,
+    remember_component,
+    remember_pipeline,
+)
 
 logger = logging.getLogger("spacy.bertcat")
+
+# What `calibrate_on_dev` may be: methods that keep every decision (the dev data
+# chooses model-best by its decisions).
+TRAIN_CALIBRATION_METHODS = ("auto", "temperature", "isotonic", "histogram", "none")
+
+# A stage run at initialize before the supervised updates (the `warmup` setting,
+# e.g. fewshot/warmup.py's ContrastiveWarmup, injected by the config): called with the
+# classifier model (weights loaded), the training docs, their gold rows and mask
+# (docs, labels; as get_loss reads them), whether the classes are exclusive, the
+# resolved class weights (or None) and, by keyword, the component's name. It trains
+# the model in place; a SettingError it raises names its setting ("warmup...").
+Warmup = Callable[..., None]
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -100,6 +120,8 @@ SCORE_WEIGHTS = {
         "threshold": 0.0,
         "class_weights": None,
         "scorer": {"@scorers": "spacy.textcat_scorer.v2"},
+        "warmup": None,
+        "calibrate_on_dev": None,
     },
     default_score_weights=SCORE_WEIGHTS,
 )
@@ -110,6 +132,8 @@ def make_bertcat(
     threshold: float,
     class_weights: ClassWeights,
     scorer: Optional[Callable],
+    warmup: Optional[Warmup] = None,
+    calibrate_on_dev: Optional[str] = None,
 ) -> "BertCat":
     """A fine-tuned transformer classifier for mutually exclusive classes.
 
@@ -122,8 +146,33 @@ def make_bertcat(
         "balanced", spacy-bertcat.balanced_class_weights.v1, or a block of
         label = weight lines.
     scorer (Optional[Callable]): The scorer (spaCy's textcat scorer).
+    warmup (Optional[Warmup]): A stage run at initialize on the training data
+        before the supervised updates, e.g. spacy-bertcat.contrastive_warmup.v1
+        (the few-shot recipe, configs/bertcat_fewshot.cfg); null: none.
+    calibrate_on_dev (Optional[str]): Calibrate at each evaluation of `spacy
+        train` on the dev data, so model-best carries a calibration: "auto"
+        (chosen by cross-validation, see `spacy-bertcat calibrate`),
+        "temperature", "isotonic", "histogram" or "none" (prediction sets only);
+        null: no calibration. The dev data then also chose model-best (BCW055).
     """
-    return BertCat(nlp.vocab, model, name, threshold=threshold, class_weights=class_weights, scorer=scorer)
+    if calibrate_on_dev is not None and calibrate_on_dev not in TRAIN_CALIBRATION_METHODS:
+        raise invalid_setting(
+            "calibrate_on_dev",
+            calibrate_on_dev,
+            f"it must be null or one of {', '.join(TRAIN_CALIBRATION_METHODS)}",
+            "components",
+            name,
+        )
+    return BertCat(
+        nlp.vocab,
+        model,
+        name,
+        threshold=threshold,
+        class_weights=class_weights,
+        scorer=scorer,
+        warmup=warmup,
+        calibrate_on_dev=calibrate_on_dev,
+    )
 
 
 class BertCat(TrainablePipe):
@@ -140,6 +189,8 @@ class BertCat(TrainablePipe):
         threshold: float,
         class_weights: ClassWeights = None,
         scorer: Optional[Callable] = None,
+        warmup: Optional[Warmup] = None,
+        calibrate_on_dev: Optional[str] = None,
     ) -> None:
         self.vocab = vocab
         self.model = model
@@ -153,8 +204,13 @@ class BertCat(TrainablePipe):
             "label_weights": None,  # class_weights resolved per label at initialize
             "other_labels": [],  # gold labels of the training data that other components predict
         }
+        if calibrate_on_dev is not None:
+            self.cfg["calibrate_on_dev"] = calibrate_on_dev
         self._decisions = DecisionState(self.cfg)  # thresholds and calibration, in self.cfg
+        self._calibrated_in_training = False  # the calibration is calibrate_on_dev's (not saved)
+        self._warned_dev_calibration = False  # BCW055 shown
         self._class_weights = class_weights  # the setting; resolved per label at initialize
+        self._warmup = warmup  # run at initialize, after the weights are loaded
         self._warned_truncation = False
         self._warned_other_docs = False  # BCW031 shown
         self._updated_since_scoring = False  # trained since the last evaluation (not saved)
@@ -162,6 +218,7 @@ class BertCat(TrainablePipe):
         # predict's last result: (the scores it returned, their uncalibrated scores,
         # the logits), so set_annotations and get_loss use the exact values
         self._last_prediction: Optional[Tuple[Any, numpy.ndarray, numpy.ndarray]] = None
+        self._explain_settings: Optional[Dict[str, Any]] = None  # set inside `explaining()`
 
     @property
     def decisions(self) -> DecisionState:
@@ -310,6 +367,9 @@ class BertCat(TrainablePipe):
         self.model.initialize(X=sample, Y=self.model.ops.asarray2f(truth[: len(sample)]))
         if nlp is not None and uses_gradual_unfreezing(nlp.config, self.name):
             get_shim(self.model).check_trainable_top_layers()
+        if self._warmup is not None:
+            docs = [eg.predicted for eg in examples]
+            self._warmup(self.model, docs, truth, mask, self.exclusive, self.cfg["label_weights"], name=self.name)
         self._report_training_truncation([eg.reference for eg in examples])
         n_empty = sum(1 for eg, row in zip(examples, mask) if row.any() and not has_content(eg.predicted))
         if n_empty:
@@ -349,6 +409,19 @@ class BertCat(TrainablePipe):
         self._last_prediction = (out, raw, logits_out)
         return out
 
+    def _model_scores(self, docs: List[Doc]) -> Tuple[numpy.ndarray, numpy.ndarray]:
+        """RETURNS: The model's uncalibrated scores and logits of `docs` (as
+        `predict` computes them, without the calibration)."""
+        n_labels = len(self.labels)
+        raw = numpy.full((len(docs), n_labels), self._empty_score(n_labels), dtype="f")
+        logits_out = numpy.zeros_like(raw)
+        rows = [i for i, doc in enumerate(docs) if has_content(doc)]
+        if rows:
+            logits = self.model.predict([docs[i] for i in rows])
+            logits_out[rows] = self.model.ops.to_numpy(logits)
+            raw[rows] = self.model.ops.to_numpy(self._activation(logits))
+        return raw, logits_out
+
     def _predicted(self, scores: Any) -> Optional[Tuple[numpy.ndarray, numpy.ndarray]]:
         """RETURNS: The uncalibrated scores and logits behind `scores`, if they are
         what `predict` returned last (else None)."""
@@ -375,12 +448,21 @@ class BertCat(TrainablePipe):
         (where each component's own scores stay reachable when two classifiers of
         one pipeline predict the same label), and the decision to
         doc._.bertcat_labels[component name]: the labels the component assigns."""
+        docs = list(docs)
         predicted = self._predicted(scores)
         scores = self.model.ops.to_numpy(scores)
         calibration = self.calibration
         raw: Optional[numpy.ndarray] = None
         if calibration is not None:  # exact where the scores are predict's own
-            raw = predicted[0] if predicted is not None else calibration.uncalibrate(cast(numpy.ndarray, scores))
+            if predicted is not None:
+                raw = predicted[0]
+            elif calibration.invertible:
+                raw = calibration.uncalibrate(cast(numpy.ndarray, scores))
+            else:  # a map that is not exactly invertible: the model's scores again
+                raw = self._model_scores(docs)[0]
+        # The decision: the top class of the model's own scores, unless the
+        # calibration may change it (allowed by the user), then of doc.cats.
+        decide_on_cats = calibration is not None and not calibration.keeps_top_class
         rule = self._decision_rule()
         sets = (
             calibration.prediction_sets(cast(numpy.ndarray, raw))
@@ -392,12 +474,46 @@ class BertCat(TrainablePipe):
             raw_cats = {label: float(v) for label, v in zip(self.labels, raw[i])} if raw is not None else cats
             doc.cats.update(cats)
             content = has_content(doc)
-            set_component_cats(doc, self.name, cats, self._decide(cats, raw_cats, rule, content))
+            decided = self._decide(cats, cats if decide_on_cats else raw_cats, rule, content)
+            set_component_cats(doc, self.name, cats, decided)
             if raw is not None:
                 set_component_value(doc, UNCALIBRATED, self.name, raw_cats)
             if sets is not None:
                 in_set = [label for label, keep in zip(self.labels, sets[i]) if keep] if content else []
                 set_component_value(doc, SETS, self.name, sorted(in_set, key=cats.get, reverse=True))  # type: ignore[arg-type]
+
+        if self._explain_settings is not None:  # inside `explaining()`
+            for doc in docs:
+                self.explain(doc, **self._explain_settings)
+
+    def explain(self, doc: Doc, label: Optional[str] = None, *, method: Optional[str] = None, **settings: Any) -> Any:
+        """Token attributions of a doc's score for a label (default: the
+        predicted one), written to doc._.bertcat_attributions[name][label] (one
+        float per token) and the top tokens to doc.spans[f"{name}_rationale"].
+        The work is done by spacy_bertcat.explain (`explain_doc`, which lists the
+        methods and settings); this is its entry point on the component.
+
+        doc (Doc): The document (processed by the pipeline or not).
+        label (Optional[str]): The label to explain; None for the predicted one.
+        method (Optional[str]): "integrated_gradients", "gradient_x_input" or
+            "occlusion"; None for the default.
+        RETURNS (Explanation): The attributions and what they explain.
+        """
+        function = explainer()
+        if function is None:  # the package installs it on import; never seen in practice
+            raise ValueError(Errors.BC133.format(reason="spacy_bertcat.explain is not imported"))
+        return function(self, doc, label, method=method, **settings)
+
+    @contextlib.contextmanager
+    def explaining(self, **settings: Any) -> Iterator[None]:
+        """Within the block, every doc the component annotates (`nlp(text)`,
+        `nlp.pipe(texts)`) is also explained, as `explain(doc, **settings)` would."""
+        before = self._explain_settings
+        self._explain_settings = dict(settings)
+        try:
+            yield
+        finally:
+            self._explain_settings = before
 
     def _decision_rule(self) -> Any:
         """RETURNS: What `_decide` needs besides the scores (multi-label: the
@@ -433,8 +549,10 @@ class BertCat(TrainablePipe):
         keep = [i for i, row in enumerate(mask) if row.any() and has_content(examples[i].predicted)]
         if keep:
             if self.decisions.calibration is not None:
-                warnings.warn(Warnings.BCW014.format(name=self.name))
+                if not self._calibrated_in_training:  # calibrate_on_dev fits it again
+                    warnings.warn(Warnings.BCW014.format(name=self.name))
                 self.set_calibration(None)
+                self._calibrated_in_training = False
             self._updated_since_scoring = True
             logits, backprop = self.model.begin_update([examples[i].predicted for i in keep])
             loss, d_logits = self._loss(logits, truth[keep], mask[keep])
@@ -461,17 +579,24 @@ class BertCat(TrainablePipe):
         validate_examples(examples, f"{type(self).__name__}.get_loss")
         truth, mask = self._truth(examples)
         predicted = self._predicted(scores)
-        logits = predicted[1] if predicted is not None else self._logits_from_scores(scores)
+        logits = (
+            predicted[1]
+            if predicted is not None
+            else self._logits_from_scores(scores, [eg.predicted for eg in examples])
+        )
         content = numpy.asarray([has_content(eg.predicted) for eg in examples], dtype=bool)
         logits = numpy.where(content[:, None], logits, 0.0).astype("f")
         mask = mask * content[:, None]
         return self._loss(self.model.ops.asarray2f(cast(Floats2d, logits)), truth, mask)
 
-    def _logits_from_scores(self, scores: Floats2d) -> numpy.ndarray:
+    def _logits_from_scores(self, scores: Floats2d, docs: List[Doc]) -> numpy.ndarray:
         """RETURNS (numpy.ndarray): Logits whose (uncalibrated) scores are `scores`
-        (softmax: up to a constant per row, which the loss does not see)."""
+        (softmax: up to a constant per row, which the loss does not see); where
+        the calibration is not exactly invertible, the model's logits of `docs`."""
         values = numpy.asarray(self.model.ops.to_numpy(scores), dtype="f8")
         calibration = self.calibration
+        if calibration is not None and not calibration.invertible:
+            return self._model_scores(docs)[1]
         if calibration is not None:
             values = numpy.asarray(calibration.uncalibrate(values), dtype="f8")
         values = numpy.clip(values, _SCORE_EPS, 1.0 - _SCORE_EPS)
@@ -507,8 +632,10 @@ class BertCat(TrainablePipe):
         docs = [eg.predicted for eg in examples if has_content(eg.predicted)]
         if docs:
             if self.decisions.calibration is not None:
-                warnings.warn(Warnings.BCW014.format(name=self.name))
+                if not self._calibrated_in_training:  # calibrate_on_dev fits it again
+                    warnings.warn(Warnings.BCW014.format(name=self.name))
                 self.set_calibration(None)
+                self._calibrated_in_training = False
             live, kept = get_shim(self.model), get_shim(teacher)
             if kept.device != live.device:  # parked on the CPU by resume_training
                 kept.model.to(live.device)  # type: ignore[union-attr]
@@ -706,7 +833,12 @@ class BertCat(TrainablePipe):
 
     def score(self, examples: Iterable[Example], **kwargs) -> Dict[str, Any]:
         """Score with the component's scorer; during training (each evaluation of
-        `spacy train`) also log how many training documents were truncated so far."""
+        `spacy train`) also log how many training documents were truncated so far,
+        and with `calibrate_on_dev`, first calibrate on these (dev) examples."""
+        examples = list(examples)
+        if self.exclusive and self.cfg.get("calibrate_on_dev") and self._updated_since_scoring and in_training_loop():
+            self._calibrate_on_dev(examples)
+            self._updated_since_scoring = False
         stats = self.truncation_stats
         if stats["train_docs"]:
             logger.info(
@@ -714,6 +846,50 @@ class BertCat(TrainablePipe):
                 f"were truncated by the chunking strategy '{self.model.attrs['chunking'].name}'"
             )
         return super().score(examples, **kwargs)
+
+    def _calibrate_on_dev(self, examples: List[Example]) -> None:
+        """Fit the `calibrate_on_dev` calibration on the examples' predicted docs
+        (their uncalibrated scores: the logits up to a constant per doc) and
+        store it, so the model-best that `spacy train` saves next carries it.
+        Too few documents: a log message, no calibration."""
+        gold, mask = self._truth(examples)
+        docs = [eg.predicted for eg in examples]
+        content = numpy.asarray([has_content(doc) for doc in docs], dtype=bool)
+        raw = numpy.asarray(
+            [[uncalibrated_cats(doc, self.name).get(label, 0.0) for label in self.labels] for doc in docs], dtype="f8"
+        ).reshape(len(docs), len(self.labels))
+        logits = numpy.log(numpy.clip(raw, 1e-30, 1.0))
+        if not self._warned_dev_calibration:
+            warnings.warn(Warnings.BCW055.format(name=self.name))
+            self._warned_dev_calibration = True
+        calibration, reason = None, ""
+        for alphas in ((0.1, 0.05), ()):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # few docs or absent classes: the log line says how many
+                    calibration = fit_calibration(
+                        self.labels,
+                        logits,
+                        gold,
+                        mask * content[:, None],
+                        exclusive=True,
+                        name=self.name,
+                        alphas=alphas,
+                        method=self.cfg["calibrate_on_dev"],
+                    )
+                break
+            except ValueError as e:
+                reason = str(e)
+        if calibration is None:
+            logger.warning(f"{self.name}: not calibrated on the dev data: {reason}")
+            return
+        self.set_calibration(calibration)
+        self._calibrated_in_training = True
+        after = calibration.fitted["after"]["ece"]
+        logger.info(
+            f"{self.name}: calibrated on {calibration.n_docs} dev docs: {calibration.describe()}, "
+            f"ECE {100 * calibration.fitted['before']['ece']:.2f} -> {100 * after:.2f} points on them"
+        )
 
     def to_disk(self, path: Union[str, Path], *, exclude=tuple()) -> None:
         """Save like TrainablePipe.to_disk, but write each file atomically, so an

@@ -20,7 +20,12 @@ and the prediction engines all go through it, so the rules live here once:
   mapped from are kept exactly (``uncalibrated``): the decision compares the
   model's own score with them, so calibrating never changes a decision, not even
   for a score exactly at its threshold (float rounding in the mapping cannot flip
-  it).
+  it);
+- the calibration of exclusive classes keeps each document's top class, so the
+  decision (the top class of the model's own scores) is unchanged, unless the
+  user allowed a method that can change it (vector scaling, Dirichlet; see
+  ``Calibration.keeps_top_class``): the decision is then the top class of the
+  calibrated scores.
 """
 
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence

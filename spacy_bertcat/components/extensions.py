@@ -15,6 +15,11 @@ A calibrated component (see decisions/calibration.py) also writes
 exclusive classes calibrated with conformal alphas, ``doc._.bertcat_sets`` (its
 prediction set: the labels that contain the true one with the guaranteed
 probability), each ``{component name: ...}``.
+
+An explained doc (``pipe.explain(doc)``, see spacy_bertcat/explain/) carries
+``doc._.bertcat_attributions``: ``{component name: {label: [one float per token]}}``
+and ``doc._.bertcat_explanations``: ``{component name: {label: {what was explained:
+method, score, calibrated, windows, ...}}}``.
 """
 
 from typing import Any, Dict, List
@@ -25,7 +30,9 @@ EXTENSION = "bertcat_cats"
 DECISIONS = "bertcat_labels"
 UNCALIBRATED = "bertcat_uncalibrated_cats"
 SETS = "bertcat_sets"
-for _name in (EXTENSION, DECISIONS, UNCALIBRATED, SETS):
+ATTRIBUTIONS = "bertcat_attributions"
+EXPLANATIONS = "bertcat_explanations"
+for _name in (EXTENSION, DECISIONS, UNCALIBRATED, SETS, ATTRIBUTIONS, EXPLANATIONS):
     if not Doc.has_extension(_name):
         Doc.set_extension(_name, default=None)
 

@@ -26,7 +26,7 @@ from thinc.types import Floats2d
 
 from ..decisions.thresholds import TunedThresholds, collapsed_labels, tune_with_fallback
 from ..errors import Warnings, invalid_setting
-from .bertcat import DEFAULT_MODEL, SCORE_WEIGHTS, BertCat
+from .bertcat import DEFAULT_MODEL, SCORE_WEIGHTS, BertCat, Warmup
 from .extensions import component_cats
 from .loss import ClassWeights, MultilabelLoss, sigmoid_binary_cross_entropy
 from .side_channels import in_training_loop
@@ -49,6 +49,7 @@ logger = logging.getLogger("spacy.bertcat")
         "tune_thresholds": True,
         "threshold_min_support": 5,
         "scorer": {"@scorers": "spacy-bertcat.multilabel_scorer.v1"},
+        "warmup": None,
     },
     default_score_weights=SCORE_WEIGHTS,
 )
@@ -62,6 +63,7 @@ def make_bertcat_multilabel(
     tune_thresholds: bool,
     threshold_min_support: int,
     scorer: Optional[Callable],
+    warmup: Optional[Warmup] = None,
 ) -> "BertCatMultilabel":
     """A fine-tuned transformer classifier for independent labels.
 
@@ -78,6 +80,8 @@ def make_bertcat_multilabel(
         `pipe.tuning_thresholds()`.
     threshold_min_support (int): Dev positives a label needs for a threshold of its
         own; rarer labels get the global threshold that maximizes micro-F1.
+    warmup (Optional[Warmup]): A stage run at initialize before the supervised
+        updates (spacy-bertcat.contrastive_warmup.v1: pairs by label-set overlap).
     """
     if threshold_min_support < 1:
         raise invalid_setting(
@@ -93,6 +97,7 @@ def make_bertcat_multilabel(
         loss=loss,
         tune_thresholds=tune_thresholds,
         threshold_min_support=threshold_min_support,
+        warmup=warmup,
     )
 
 

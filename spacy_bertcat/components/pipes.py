@@ -15,6 +15,8 @@ needs more, it uses these, and nothing else:
   evaluation), so that `spacy train`'s evaluations tune the thresholds and an
   ``nlp.evaluate`` of one's own does not (it tunes inside
   ``pipe.tuning_thresholds()``).
+- ``components/side_channels.py`` ``set_explainer`` / ``explainer``: ``pipe.explain``
+  calls the function the explain room (a floor above) installs there on import.
 - ``distributed/loop.py``: for the length of a data-parallel run, three functions of
   ``spacy.training.loop`` are replaced (``create_train_batches``,
   ``create_evaluation_callback``, ``create_before_to_disk_callback``) and put back

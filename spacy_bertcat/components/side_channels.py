@@ -16,16 +16,21 @@ list of every side channel).
   id(vocab) -> {component name: weak reference}. spaCy's Vocab takes no weak
   references; an entry whose component is gone, or whose vocab is another object
   at the same address, is ignored.
+- ``set_explainer`` / ``explainer``: the function behind ``pipe.explain`` and
+  ``pipe.explaining``. Explanations live a floor above the components
+  (``spacy_bertcat/explain/``, which reads components and layers); importing the
+  package installs its function here, so a component never imports upward.
 """
 
 import sys
 import weakref
-from typing import Any, Dict, Optional, cast
+from typing import Any, Callable, Dict, Optional, cast
 
 from spacy.language import Language
 
 _pipelines: "weakref.WeakKeyDictionary[Any, weakref.ref]" = weakref.WeakKeyDictionary()
 _components: Dict[int, Dict[str, "weakref.ref"]] = {}
+_explainer: Optional[Callable[..., Any]] = None
 
 
 def remember_pipeline(pipe: Any, nlp: Language) -> None:
@@ -72,3 +77,15 @@ def find_component(vocab: Any, name: Optional[str] = None) -> Optional[Any]:
         if pipe is not None and pipe.vocab is vocab and (name is None or key == name):
             return pipe
     return None
+
+
+def set_explainer(function: Callable[..., Any]) -> None:
+    """Install the function `pipe.explain(doc, ...)` calls as
+    `function(pipe, doc, ...)` (spacy_bertcat/explain/ installs its own)."""
+    global _explainer
+    _explainer = function
+
+
+def explainer() -> Optional[Callable[..., Any]]:
+    """RETURNS (Optional[Callable[..., Any]]): The installed explainer, if any."""
+    return _explainer

@@ -9,14 +9,20 @@ changing what the model decides:
   Calibration of Modern Neural Networks", ICML 2017): softmax(logits / T), one T
   that minimizes the negative log-likelihood of the held-out data. The order of a
   document's scores, and so its top class and the accuracy, are unchanged.
+  Also (calibrators.py): **top-label isotonic regression** and **top-label
+  histogram binning**, which keep the top class too, and **vector scaling** and
+  **Dirichlet calibration** (ODIR), which can change it and are used only where
+  the user allows decision changes. ``method="auto"`` chooses among them, or none,
+  by cross-validation within the held-out data (calibration_cv.py); "none" keeps
+  the model's scores (and still stores the prediction sets).
 - ``bertcat_multilabel`` (independent labels): **Platt scaling** per label:
   sigmoid(a * logit + b), with Platt's smoothed targets; labels with fewer than
   ``min_support`` positives (or negatives) in the held-out data share one (a, b)
   fitted on them pooled. Each map is increasing (a > 0), so a label's decision
   threshold maps through it and the decisions stay the same.
 
-Both are fitted with torch's L-BFGS in float64 (the procedure of Guo et al.'s
-reference code).
+The temperature is fitted with scipy's L-BFGS-B in float64, Platt scaling with
+torch's L-BFGS (the procedure of Guo et al.'s reference code).
 
 **Prediction sets** (exclusive classes): split conformal prediction with the LAC
 score (Sadinle, Lei and Wasserman, JASA 2019; Angelopoulos and Bates, "A Gentle
@@ -43,28 +49,41 @@ label) score against its gold value; Brier and log loss per label, averaged.
 
 import math
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy
 
 from ..errors import Errors, Warnings
+from . import calibrators
+from .calibration_cv import CHANGES_DECISIONS, KEEPS_DECISIONS, cross_validate, fit_top_label
 from .metrics import calibration_metrics
 
 MIN_DOCS = 20  # fewer held-out documents than this: no calibration
 FEW_DOCS = 200  # fewer than this: a warning that the estimate is rough
 EPS = 1e-7  # float32 scores are clipped this far from 0 and 1 where logits are taken
+TOP_LABEL = ("isotonic", "histogram")
+# The methods of exclusive classes: "auto" chooses among them by cross-validation.
+EXCLUSIVE_METHODS = ("none", "temperature", "isotonic", "histogram", "vector", "dirichlet")
+METHODS = ("auto",) + EXCLUSIVE_METHODS + ("platt",)
 
 
 @dataclass
 class Calibration:
     """A fitted calibration, as stored in a component's cfg ("calibration").
 
-    method (str): "temperature" (exclusive classes) or "platt" (multi-label).
+    method (str): Exclusive classes: "none", "temperature", "isotonic",
+        "histogram" (keep the top class), "vector", "dirichlet" (can change it);
+        multi-label: "platt".
     labels (List[str]): The component's labels, in column order.
     temperature (float): The temperature (method "temperature").
     slopes, intercepts (List[float]): Per label a and b of sigmoid(a * logit + b)
-        (method "platt").
+        (method "platt"); of softmax(a * log p + b) (method "vector"); b of
+        softmax(W log p + b) (method "dirichlet").
+    weights (List[List[float]]): The rows of W (method "dirichlet").
+    knots, values (List[float]): The top-label map (methods "isotonic": f is
+        linear between the points (knots, values); "histogram": `knots` are the
+        inner bin edges and `values` one per bin).
     pooled (List[str]): The labels too rare for their own a and b (method "platt").
     n_docs (int): Held-out documents it was fitted on.
     alphas, quantiles (List[float]): Conformal error rates and their quantiles of
@@ -79,6 +98,9 @@ class Calibration:
     slopes: List[float] = field(default_factory=list)
     intercepts: List[float] = field(default_factory=list)
     pooled: List[str] = field(default_factory=list)
+    weights: List[List[float]] = field(default_factory=list)
+    knots: List[float] = field(default_factory=list)
+    values: List[float] = field(default_factory=list)
     n_docs: int = 0
     alphas: List[float] = field(default_factory=list)
     quantiles: List[float] = field(default_factory=list)
@@ -89,22 +111,65 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "Calibration":
-        return cls(**data)
+        """A stored calibration: any earlier version's dict (the fields it lacks
+        take their defaults)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+    @property
+    def keeps_top_class(self) -> bool:
+        """Whether every document keeps its top class (so its decision): False
+        for vector scaling and Dirichlet calibration."""
+        return self.method not in ("vector", "dirichlet")
+
+    @property
+    def differentiable(self) -> bool:
+        """Whether `apply` is a smooth map that gradients can flow through (torch
+        tensors): False for the top-label maps (isotonic, histogram)."""
+        return self.method not in TOP_LABEL
+
+    @property
+    def invertible(self) -> bool:
+        """Whether `uncalibrate` recovers the model's scores exactly (up to
+        float rounding); elsewhere it is an approximation, and the component
+        recomputes the scores from the docs instead."""
+        return self.method in ("none", "temperature", "vector", "platt")
 
     def apply(self, xp: Any, logits: Any) -> Any:
         """RETURNS: The calibrated logits (the activation follows), on the logits'
-        device."""
-        if self.method == "temperature":
+        device. xp: numpy, cupy or torch (the module); with torch tensors,
+        gradients flow through every method with `differentiable`."""
+        method = self.method
+        if method == "none":
+            return logits
+        if method == "temperature":
             return logits / self.temperature
-        slopes = xp.asarray(self.slopes, dtype=logits.dtype)
-        intercepts = xp.asarray(self.intercepts, dtype=logits.dtype)
+        if method == "vector":
+            return calibrators.apply_vector(xp, logits, self.slopes, self.intercepts)
+        if method == "dirichlet":
+            return calibrators.apply_dirichlet(xp, logits, self.weights, self.intercepts)
+        if method in TOP_LABEL:
+            return calibrators.apply_top_label(xp, logits, method, self.knots, self.values, self.temperature)
+        slopes = calibrators.constant(xp, self.slopes, logits)
+        intercepts = calibrators.constant(xp, self.intercepts, logits)
         return logits * slopes + intercepts
 
     def uncalibrate(self, scores: numpy.ndarray) -> numpy.ndarray:
         """RETURNS (numpy.ndarray): The model's own scores, recovered from calibrated
-        ones (exact up to float32 rounding: the maps are invertible)."""
+        ones: exact up to float32 rounding where `invertible`, an approximation
+        for Dirichlet and the top-label maps (see calibrators.py)."""
         scores = numpy.asarray(scores, dtype="f8")
         with numpy.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            if self.method == "none":
+                return scores.astype("f")
+            if self.method == "vector":
+                return calibrators.uncalibrate_vector(scores, self.slopes, self.intercepts).astype("f")
+            if self.method == "dirichlet":
+                return calibrators.uncalibrate_dirichlet(scores, self.weights, self.intercepts).astype("f")
+            if self.method in TOP_LABEL:
+                return calibrators.uncalibrate_top_label(
+                    scores, self.method, self.knots, self.values, self.temperature
+                ).astype("f")
             if self.method == "temperature":
                 log_p = numpy.log(scores) * self.temperature
                 log_p -= numpy.max(numpy.where(numpy.isfinite(log_p), log_p, -numpy.inf), axis=-1, keepdims=True)
@@ -116,7 +181,7 @@ class Calibration:
     def calibrate_threshold(self, label: str, threshold: float) -> float:
         """RETURNS (float): A multi-label decision threshold mapped through the
         label's calibration: the same documents pass it."""
-        if self.method == "temperature":
+        if self.method != "platt":
             return threshold
         j = self.labels.index(label)
         t = min(max(threshold, EPS), 1 - EPS)
@@ -125,7 +190,7 @@ class Calibration:
 
     def uncalibrate_threshold(self, label: str, threshold: float) -> float:
         """RETURNS (float): The inverse of calibrate_threshold."""
-        if self.method == "temperature":
+        if self.method != "platt":
             return threshold
         j = self.labels.index(label)
         t = min(max(threshold, EPS), 1 - EPS)
@@ -157,12 +222,27 @@ class Calibration:
         """RETURNS (str): One line for a log or a table."""
         if self.method == "temperature":
             text = f"temperature {self.temperature:.3f}"
+        elif self.method == "none":
+            text = "no calibration map (the model's own scores)"
+        elif self.method == "vector":
+            text = f"vector scaling, slopes {_range(self.slopes)}, biases {_range(self.intercepts)}"
+        elif self.method == "dirichlet":
+            l2 = self.fitted.get("l2")
+            text = "Dirichlet calibration (ODIR" + (f", l2 {l2:g})" if l2 is not None else ")")
+        elif self.method == "isotonic":
+            text = f"temperature {self.temperature:.3f}, then top-label isotonic regression ({len(self.knots)} knots)"
+        elif self.method == "histogram":
+            text = f"temperature {self.temperature:.3f}, then top-label histogram binning ({len(self.values)} bins)"
         else:
             slopes = numpy.asarray(self.slopes)
             text = f"Platt scaling, slope median {numpy.median(slopes):.3f}"
             if self.pooled:
                 text += f", {len(self.pooled)} rare label(s) pooled"
         return text + f" (fitted on {self.n_docs} docs)"
+
+
+def _range(values: Sequence[float]) -> str:
+    return f"{min(values):.3f}..{max(values):.3f}" if values else "-"
 
 
 def _sigmoid(x):
@@ -219,27 +299,13 @@ def _float32_of_key(keys: numpy.ndarray) -> numpy.ndarray:
 
 def fit_temperature(logits: numpy.ndarray, gold_index: numpy.ndarray) -> float:
     """The temperature T that minimizes the mean negative log-likelihood of
-    softmax(logits / T) (L-BFGS over log T, float64).
+    softmax(logits / T) (L-BFGS-B over log T, float64).
 
     logits (numpy.ndarray): (docs, classes) logits.
     gold_index (numpy.ndarray): Each doc's gold class.
     RETURNS (float): T.
     """
-    import torch
-
-    z = torch.as_tensor(numpy.asarray(logits, dtype="f8"))
-    y = torch.as_tensor(numpy.asarray(gold_index, dtype="i8"))
-    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure():
-        optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(z / log_t.exp(), y)
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    return float(log_t.detach().exp())
+    return calibrators.fit_temperature_fast(logits, gold_index)
 
 
 def fit_platt(
@@ -383,15 +449,38 @@ def fit_calibration(
     name: str,
     alphas: Sequence[float] = (0.1, 0.05),
     min_support: int = 5,
+    method: Optional[str] = None,
+    allow_decision_changes: bool = False,
+    folds: int = 5,
+    seed: int = 0,
 ) -> Calibration:
     """Fit a calibration on held-out logits and gold values (see the module doc).
 
+    method (Optional[str]): Exclusive classes: "auto" (chosen by `folds`-fold
+        cross-validation, see calibration_cv.py), or one of EXCLUSIVE_METHODS
+        (None: "temperature"); multi-label: "platt" (also what "auto" and None
+        mean there).
+    allow_decision_changes (bool): Allow methods that can change a document's
+        top class (vector, dirichlet): as candidates of "auto", or named.
     Errors (nothing fitted) for fewer than MIN_DOCS usable documents, no gold value,
-    or too few documents for an alpha; warnings for fewer than FEW_DOCS documents
-    and, for exclusive classes, classes absent from the data.
+    too few documents for an alpha, a method for the other kind of component
+    (BC161) or one that can change decisions without allow_decision_changes
+    (BC160); warnings for fewer than FEW_DOCS documents and, for exclusive
+    classes, classes absent from the data.
     RETURNS (Calibration): The calibration, with metrics before and after on the
-        same data in "fitted".
+        same data in "fitted" (exclusive classes also: "accuracy_before",
+        "accuracy_after", "decisions_changed", and with "auto" the
+        cross-validation table, "selection").
     """
+
+    if method is None:
+        method = "temperature" if exclusive else "platt"
+    methods = ("auto",) + EXCLUSIVE_METHODS if exclusive else ("auto", "platt")
+    if method not in methods:
+        kind = "exclusive classes" if exclusive else "multi-label"
+        raise ValueError(Errors.BC161.format(name=name, kind=kind, method=method, methods=", ".join(methods)))
+    if method in CHANGES_DECISIONS and not allow_decision_changes:
+        raise ValueError(Errors.BC160.format(name=name, method=method, keeping=", ".join(("auto",) + KEEPS_DECISIONS)))
     labels = list(labels)
     logits = numpy.asarray(logits, dtype="f8")
     gold = numpy.asarray(gold, dtype="f8")
@@ -413,16 +502,14 @@ def fit_calibration(
         if missing:
             warnings.warn(Warnings.BCW013.format(name=name, labels=missing))
         raw = _softmax(logits)
-        temperature = fit_temperature(logits, gold_index)
         quantiles = conformal_quantiles(raw, gold_index, alphas) if alphas else []
-        calibration = Calibration(
-            "temperature",
-            labels,
-            temperature=temperature,
-            n_docs=n,
-            alphas=[float(a) for a in alphas],
-            quantiles=quantiles,
-        )
+        selection = None
+        if method == "auto":
+            candidates = KEEPS_DECISIONS + (CHANGES_DECISIONS if allow_decision_changes else ())
+            selection = cross_validate(logits, gold_index, candidates, k=folds, seed=seed)
+            method = selection["chosen"]
+        calibration = Calibration(method, labels, n_docs=n, alphas=[float(a) for a in alphas], quantiles=quantiles)
+        extra = _fit_exclusive(calibration, logits, gold_index)
     else:
         raw = _sigmoid(logits)
         fit = fit_platt(logits, gold, mask, labels, min_support)
@@ -439,7 +526,39 @@ def fit_calibration(
         }
         for stage, scores in (("before", raw), ("after", calibrated))
     }
+    if exclusive:
+        top_before, top_after = raw.argmax(axis=1), calibrated.argmax(axis=1)
+        calibration.fitted.update(
+            extra,
+            accuracy_before=float((top_before == gold_index).mean()),
+            accuracy_after=float((top_after == gold_index).mean()),
+            decisions_changed=int((top_before != top_after).sum()),
+        )
+        if selection is not None:
+            calibration.fitted["selection"] = selection
     return calibration
+
+
+def _fit_exclusive(calibration: Calibration, logits: numpy.ndarray, gold_index: numpy.ndarray) -> Dict[str, Any]:
+    """Fit `calibration.method` and store its parameters in `calibration`.
+
+    RETURNS (Dict[str, Any]): What to keep in "fitted" besides (Dirichlet: "l2").
+    """
+    method = calibration.method
+    fit: Dict[str, Any]
+    if method == "temperature":
+        calibration.temperature = fit_temperature(logits, gold_index)
+    elif method == "vector":
+        fit = calibrators.fit_vector(logits, gold_index)
+        calibration.slopes, calibration.intercepts = fit["slopes"], fit["intercepts"]
+    elif method == "dirichlet":
+        fit = calibrators.fit_dirichlet(logits, gold_index)
+        calibration.weights, calibration.intercepts = fit["weights"], fit["intercepts"]
+        return {"l2": fit["l2"]}
+    elif method in TOP_LABEL:
+        fit = fit_top_label(method, logits, gold_index)
+        calibration.temperature, calibration.knots, calibration.values = fit["temperature"], fit["knots"], fit["values"]
+    return {}
 
 
 def _softmax(logits: numpy.ndarray) -> numpy.ndarray:

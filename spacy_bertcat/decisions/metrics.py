@@ -104,6 +104,7 @@ def calibration_metrics(
     exclusive: bool,
     mask: Optional[numpy.ndarray] = None,
     n_bins: int = N_BINS,
+    bootstrap: int = 0,
 ) -> Dict[str, Any]:
     """How well scores are calibrated.
 
@@ -111,10 +112,14 @@ def calibration_metrics(
     exclusive (bool): Exclusive classes (top-class confidence; docs with exactly
         one gold class) or multi-label (every annotated score).
     mask (Optional[numpy.ndarray]): 1 where a gold value is annotated.
+    bootstrap (int): Resamples for 95% bootstrap intervals of the two ECEs (0:
+        none).
     RETURNS (Dict[str, Any]): "ece", "ece_adaptive", "brier", "log_loss", "n"
-        (predictions scored), "ece_floor" (see ece_floor), "bins" (equal-width:
-        "lower", "upper", "count", "confidence", "accuracy"), "adaptive_bins" (the
-        same, equal-mass).
+        (predictions scored), "ece_floor" and "ece_adaptive_floor" (see
+        ece_floor; equal-width and equal-mass bins), with `bootstrap`
+        "ece_interval" and "ece_adaptive_interval" ([low, high]), "bins"
+        (equal-width: "lower", "upper", "count", "confidence", "accuracy"),
+        "adaptive_bins" (the same, equal-mass).
     """
     gold = numpy.asarray(gold, dtype="f8")
     scores = numpy.asarray(scores, dtype="f8")
@@ -135,17 +140,65 @@ def calibration_metrics(
         p = numpy.clip(confidence, 1e-15, 1 - 1e-15)
         log_loss = float(-(correct * numpy.log(p) + (1 - correct) * numpy.log1p(-p)).mean()) if len(correct) else None
     bins = _bins(confidence, correct, numpy.linspace(0.0, 1.0, n_bins + 1))
-    adaptive = _bins(confidence, correct, _equal_mass_edges(confidence, n_bins))
-    return {
+    mass_edges = _equal_mass_edges(confidence, n_bins)
+    adaptive = _bins(confidence, correct, mass_edges)
+    out: Dict[str, Any] = {
         "n": int(len(confidence)),
         "ece": _ece(bins, len(confidence)),
         "ece_adaptive": _ece(adaptive, len(confidence)),
         "ece_floor": ece_floor(confidence, numpy.linspace(0.0, 1.0, n_bins + 1)),
+        "ece_adaptive_floor": ece_floor(confidence, mass_edges),
         "brier": brier,
         "log_loss": log_loss,
         "bins": bins,
         "adaptive_bins": adaptive,
     }
+    if bootstrap:
+        out["ece_interval"], out["ece_adaptive_interval"] = ece_intervals(confidence, correct, n_bins, bootstrap)
+    return out
+
+
+def ece_intervals(
+    confidence: numpy.ndarray, correct: numpy.ndarray, n_bins: int = N_BINS, n_draws: int = 200, seed: int = 0
+) -> Tuple[Optional[List[float]], Optional[List[float]]]:
+    """95% bootstrap intervals of the equal-width and the equal-mass ECE
+    (documents resampled with replacement; the equal-mass edges are taken again
+    on each resample). The binned ECE is biased upwards, and more so on a
+    resample (its duplicates add noise), so the percentiles of the resampled
+    ECEs lie above the estimate: the interval is the basic (reverse-percentile)
+    bootstrap's, [2 ECE - q97.5, 2 ECE - q2.5], which corrects that shift
+    (clipped at 0). It shows how much the ECE would move on another sample of
+    this size; with the noise floor, whether a gap is real.
+
+    RETURNS: ([low, high] equal-width, [low, high] equal-mass), None without
+        predictions.
+    """
+    n = len(confidence)
+    if not n:
+        return None, None
+    rng = numpy.random.default_rng(seed)
+    width_edges = numpy.linspace(0.0, 1.0, n_bins + 1)
+    width, mass = [], []
+    for _ in range(n_draws):
+        pick = rng.integers(0, n, n)
+        conf, hit = confidence[pick], correct[pick]
+        width.append(_fast_ece(conf, hit, width_edges))
+        mass.append(_fast_ece(conf, hit, _equal_mass_edges(conf, n_bins)))
+    estimates = (
+        _fast_ece(confidence, correct, width_edges),
+        _fast_ece(confidence, correct, _equal_mass_edges(confidence, n_bins)),
+    )
+    out = []
+    for estimate, draws in zip(estimates, (width, mass)):
+        q_low, q_high = numpy.percentile(draws, [2.5, 97.5])
+        out.append([float(max(0.0, 2 * estimate - q_high)), float(max(0.0, 2 * estimate - q_low))])
+    return out[0], out[1]
+
+
+def _fast_ece(confidence: numpy.ndarray, correct: numpy.ndarray, edges: numpy.ndarray) -> float:
+    index = numpy.clip(numpy.searchsorted(edges, confidence, side="left") - 1, 0, len(edges) - 2)
+    gap = numpy.bincount(index, weights=confidence - correct, minlength=len(edges) - 1)
+    return float(numpy.abs(gap).sum() / len(confidence))
 
 
 def ece_floor(confidence: numpy.ndarray, edges: numpy.ndarray, n_draws: int = 100, seed: int = 0) -> Optional[float]:

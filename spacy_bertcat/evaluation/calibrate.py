@@ -33,6 +33,9 @@ def calibrate_pipe(
     *,
     alphas: Sequence[float] = (0.1, 0.05),
     min_support: Optional[int] = None,
+    method: str = "auto",
+    allow_decision_changes: bool = False,
+    folds: int = 5,
 ) -> CalibrationResult:
     """Fit a bertcat component's calibration on held-out docs and store it in the
     component (`pipe.set_calibration`; saved with the pipeline). Multi-label
@@ -41,6 +44,11 @@ def calibrate_pipe(
     pipe (BertCat): The component (its current calibration, if any, is replaced).
     docs (Sequence[Doc]): The held-out docs (their text is read).
     gold, mask (numpy.ndarray): (docs, labels) gold values and where they are known.
+    method (str): "auto" (exclusive classes: chosen by `folds`-fold
+        cross-validation, see decisions/calibration_cv.py; multi-label: Platt
+        scaling) or a method of decisions/calibration.py.
+    allow_decision_changes (bool): Allow methods that can change a document's
+        class (vector scaling, Dirichlet calibration).
     RETURNS (CalibrationResult): The calibration and the thresholds before.
     """
     logits, content = pipe.logits(docs)
@@ -56,6 +64,9 @@ def calibrate_pipe(
         name=pipe.name,
         alphas=alphas if pipe.exclusive else (),
         min_support=min_support,
+        method=method,
+        allow_decision_changes=allow_decision_changes,
+        folds=folds,
     )
     pipe.set_calibration(calibration)
     return CalibrationResult(calibration, thresholds_before)
@@ -71,6 +82,9 @@ def calibrate(
     text_field: str = "text",
     label_field: Optional[str] = None,
     labels_sep: str = "|",
+    method: str = "auto",
+    allow_decision_changes: bool = False,
+    folds: int = 5,
 ) -> Dict[str, Any]:
     """Fit and store a component's calibration (not saved; see calibrate_pipe).
 
@@ -89,7 +103,17 @@ def calibrate(
         label_field=label_field,
         labels_sep=labels_sep,
     )
-    result = calibrate_pipe(classifier.pipe, docs, gold, mask, alphas=list(alphas), min_support=min_support)
+    result = calibrate_pipe(
+        classifier.pipe,
+        docs,
+        gold,
+        mask,
+        alphas=list(alphas),
+        min_support=min_support,
+        method=method,
+        allow_decision_changes=allow_decision_changes,
+        folds=folds,
+    )
     nlp.meta.setdefault("bertcat_calibration", {})[classifier.name] = {
         "method": result.calibration.method,
         "data": str(data_path),

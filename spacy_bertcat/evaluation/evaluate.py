@@ -17,6 +17,7 @@ from ..data.atomic import atomic_write, check_output_folder
 from ..data.records import META_KEY
 from ..decisions.calibration import conformal_report
 from ..errors import Errors
+from ..explain.files import errors_page, explain_errors
 from .gold import read_gold
 from .markdown import to_markdown
 from .report import compute_report, score_matrix
@@ -32,10 +33,13 @@ def evaluate(
     labels_sep: str = "|",
     batch_size: Optional[int] = None,
     n_errors: int = 20,
+    n_explained: int = 10,
     progress: Optional[Callable[[Iterator[Doc], int], Iterable[Doc]]] = None,
 ) -> Dict[str, Any]:
     """Predict on gold data and compute the report (see report.compute_report),
-    plus the component's spaCy scores under "spacy_scores".
+    plus the component's spaCy scores under "spacy_scores" and, for a bertcat
+    component, token attributions of its first `n_explained` most confident
+    errors under "explanations" (explain/files.py explain_errors).
 
     RETURNS (Dict[str, Any]): The report.
     """
@@ -83,6 +87,8 @@ def evaluate(
     examples = [Example(pred, ref) for pred, ref in zip(pred_docs, gold_docs)]
     report["spacy_scores"] = classifier.pipe.score(examples)
     report["component"] = classifier.name
+    if n_explained and classifier.is_bertcat:
+        report["explanations"] = explain_errors(nlp, classifier.name, report["errors"], texts, n=n_explained)
     decisions = classifier.pipe.decisions if classifier.is_bertcat else None
     report["thresholds_fallback"] = decisions.fallback if decisions is not None else []
     report["thresholds_by_prevalence"] = decisions.by_prevalence if decisions is not None else []
@@ -98,7 +104,8 @@ def write_report(
     plots: bool = True,
     context: Optional[Dict[str, Any]] = None,
 ) -> list:
-    """Write report.json, report.md and (with plots) the three PNGs into
+    """Write report.json, report.md, (with plots) the three PNGs and (where the
+    report has explanations) explanations.html into
     `output_dir`: a new or empty folder, or one that holds only an earlier report
     (REPORT_FILES), whose files are replaced (check_report_folder).
 
@@ -119,6 +126,14 @@ def write_report(
         paths.append(plot_pr_curves(report, output_dir / "pr_curves.png"))
         paths.append(plot_reliability(report, output_dir / "reliability.png"))
         images = {"confusion": "confusion_matrix.png", "pr_curves": "pr_curves.png", "reliability": "reliability.png"}
+    if (report.get("explanations") or {}).get("items"):
+        page = errors_page(report["explanations"], title=f"{title}: the most confident errors explained")
+        try:
+            atomic_write(output_dir / "explanations.html", page.encode("utf-8"))
+        except OSError as e:
+            raise ValueError(Errors.BC089.format(path=output_dir, reason=e.strerror or e)) from e
+        images["explanations"] = "explanations.html"
+        paths.append(output_dir / "explanations.html")
     data = dict(report)
     if baseline is not None:
         data["baseline"] = baseline
@@ -133,7 +148,14 @@ def write_report(
 
 # The files of a report: an output folder that holds nothing else may be written
 # again (its files are replaced), one that holds anything else is refused.
-REPORT_FILES = ("report.md", "report.json", "confusion_matrix.png", "pr_curves.png", "reliability.png")
+REPORT_FILES = (
+    "report.md",
+    "report.json",
+    "confusion_matrix.png",
+    "pr_curves.png",
+    "reliability.png",
+    "explanations.html",
+)
 
 
 def check_report_folder(output_dir: Path, inputs: Iterable[Any] = ()) -> None:

@@ -99,6 +99,7 @@ def to_markdown(
     lines += _calibration_markdown(report, images.get("reliability"))
     lines += ["", "## Most confident errors", ""]
     lines += _errors_markdown(report["errors"], report["exclusive"])
+    lines += _explanations_markdown(report.get("explanations") or {}, images.get("explanations"))
     return "\n".join(lines) + "\n"
 
 
@@ -111,6 +112,7 @@ def _calibration_markdown(report: Dict[str, Any], image: Optional[str]) -> List[
         ("ECE, 15 equal-width bins (points)", "ece", 100),
         ("ECE, 15 equal-mass bins (points)", "ece_adaptive", 100),
         ("ECE that perfectly calibrated scores would show here (noise floor)", "ece_floor", 100),
+        ("noise floor of the equal-mass ECE", "ece_adaptive_floor", 100),
         ("Brier score", "brier", 1),
         ("log loss", "log_loss", 1),
     ]
@@ -123,12 +125,17 @@ def _calibration_markdown(report: Dict[str, Any], image: Optional[str]) -> List[
             "|---|---:|---:|",
         ]
         lines += [
-            f"| {name} | {_val(before[key], scale)} | {_val(calibration['scores'][key], scale)} |"
+            f"| {name} | {_val(before.get(key), scale)} | {_val(calibration['scores'].get(key), scale)} |"
             for name, key, scale in rows
+        ]
+        lines += [
+            f"| {name} | {_interval(before.get(key))} | {_interval(calibration['scores'].get(key))} |"
+            for name, key in INTERVAL_ROWS
         ]
     else:
         lines += ["| metric | value |", "|---|---:|"]
-        lines += [f"| {name} | {_val(calibration['scores'][key], scale)} |" for name, key, scale in rows]
+        lines += [f"| {name} | {_val(calibration['scores'].get(key), scale)} |" for name, key, scale in rows]
+        lines += [f"| {name} | {_interval(calibration['scores'].get(key))} |" for name, key in INTERVAL_ROWS]
     what = (
         "the top class's score against whether it is right"
         if report["exclusive"]
@@ -139,7 +146,9 @@ def _calibration_markdown(report: Dict[str, Any], image: Optional[str]) -> List[
         f"Expected calibration error: the mean gap between confidence and accuracy over bins of "
         f"{what}, weighted by the bin's size (0 = scores are probabilities). Lower is better. On finite data "
         f"even perfectly calibrated scores show some ECE: the noise floor is its expected value for these "
-        f"confidences and this many predictions, so an ECE near it is as good as the data can show.",
+        f"confidences and this many predictions, so an ECE near it is as good as the data can show. "
+        f"The bootstrap interval shows how much the ECE would move on another sample of this size: an ECE whose "
+        f"interval reaches down to the floor is not distinguishable from perfect calibration here.",
     ]
     if not before:
         lines += [
@@ -169,6 +178,16 @@ def _calibration_markdown(report: Dict[str, Any], image: Optional[str]) -> List[
             "An empty set: no label is likely enough at this alpha (a document to route to a person).",
         ]
     return lines
+
+
+INTERVAL_ROWS = (
+    ("ECE, equal-width: 95% bootstrap interval (points)", "ece_interval"),
+    ("ECE, equal-mass: 95% bootstrap interval (points)", "ece_adaptive_interval"),
+)
+
+
+def _interval(value: Optional[List[float]]) -> str:
+    return "-" if not value else f"{100 * value[0]:.2f} - {100 * value[1]:.2f}"
 
 
 def _val(value: Optional[float], scale: float) -> str:
@@ -208,6 +227,21 @@ def _errors_markdown(errors: List[Dict[str, Any]], exclusive: bool) -> List[str]
             f"{e['threshold']:.3f} | {_md(', '.join(e['gold']))} | {_md(e.get('text', ''))} |"
         )
     return lines
+
+
+def _explanations_markdown(explanations: Dict[str, Any], page: Optional[str]) -> List[str]:
+    """The link to the explanation page of the first errors (or why there is none)."""
+    if explanations.get("skipped"):
+        return ["", f"No explanations of the errors: {explanations['skipped']}"]
+    items = explanations.get("items") or []
+    if not items or page is None:
+        return []
+    method = explanations["method"].replace("_", " ")
+    return [
+        "",
+        f"Why: the first {len(items)} error(s) explained token by token ({method}, for the label the model "
+        f"got wrong) in [{page}]({page}).",
+    ]
 
 
 def _pct(value: Optional[float]) -> str:

@@ -61,6 +61,9 @@ def _snippet(text: str) -> str:
     return text if len(text) <= ERROR_TEXT_CHARS else text[: ERROR_TEXT_CHARS - 1] + "…"
 
 
+BOOTSTRAP = 200  # resamples of the ECE's bootstrap interval
+
+
 def compute_report(
     labels: Sequence[str],
     gold: numpy.ndarray,
@@ -99,10 +102,12 @@ def compute_report(
     scores = numpy.asarray(scores, dtype="f")
     mask = numpy.ones_like(gold) if mask is None else numpy.asarray(mask, dtype="f")
     calibration: Dict[str, Any] = {
-        "scores": calibration_metrics(gold, scores, exclusive=exclusive, mask=mask),
+        "scores": calibration_metrics(gold, scores, exclusive=exclusive, mask=mask, bootstrap=BOOTSTRAP),
         "uncalibrated": None
         if uncalibrated_scores is None
-        else calibration_metrics(gold, numpy.asarray(uncalibrated_scores, dtype="f"), exclusive=exclusive, mask=mask),
+        else calibration_metrics(
+            gold, numpy.asarray(uncalibrated_scores, dtype="f"), exclusive=exclusive, mask=mask, bootstrap=BOOTSTRAP
+        ),
     }
     thresholds = {label: (thresholds or {}).get(label, 0.5) for label in labels} if not exclusive else None
     if exclusive:

@@ -14,6 +14,8 @@ from .classifier import BertClassifierModel
 
 # Attention implementations bertcat accepts (transformers' own names; null: its default).
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flex_attention", None)
+# What the classifier reads of a window (layers/torch_model.py).
+POOLINGS = ("first", "mean")
 
 
 @registry.architectures("spacy-bertcat.BertClassifier.v1")
@@ -36,6 +38,7 @@ def build_bert_classifier_v1(
     attention_dropout: Optional[float] = None,
     classifier_dropout: Optional[float] = None,
     adapter: Optional[LoraAdapter] = None,
+    pooling: str = "first",
     nO: Optional[int] = None,
 ) -> Model[List[Doc], Floats2d]:
     """A Hugging Face sequence classifier (AutoModelForSequenceClassification) over
@@ -72,6 +75,10 @@ def build_bert_classifier_v1(
         the model's.
     adapter (Optional[LoraAdapter]): Train LoRA adapters instead of the encoder
         (spacy-bertcat.lora.v1, needs peft); null trains the encoder itself.
+    pooling (str): What the classifier reads of a window: "first", the Hugging
+        Face head (BERT: the pooler on the first token); "mean", one linear layer
+        on the mean of the last hidden states, the sentence-transformers embedding
+        (what the few-shot warm-up trains, see docs/guides/few-shot.md).
     nO (Optional[int]): Number of labels, set at initialize.
     """
 
@@ -94,6 +101,8 @@ def build_bert_classifier_v1(
     ):
         if value is not None and not 0.0 <= value < 1.0:
             raise invalid(setting, value, "a dropout rate must be at least 0 and below 1")
+    if pooling not in POOLINGS:
+        raise invalid("pooling", pooling, f"use one of {POOLINGS}")
     if attn_implementation not in ATTN_IMPLEMENTATIONS:
         raise invalid("attn_implementation", attn_implementation, f"use one of {ATTN_IMPLEMENTATIONS}")
     return BertClassifierModel(
@@ -109,6 +118,7 @@ def build_bert_classifier_v1(
             "classifier_dropout": classifier_dropout,
         },
         adapter=adapter,
+        pooling=pooling,
         shim_cfg={
             "name": name,
             "freeze_embeddings": freeze_embeddings,

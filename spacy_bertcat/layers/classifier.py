@@ -58,6 +58,7 @@ def BertClassifierModel(
     shim_cfg: Dict[str, Any],
     adapter: Optional[LoraAdapter] = None,
     nO: Optional[int] = None,
+    pooling: str = "first",
 ) -> Model[List[Doc], Floats2d]:
     """Build the classifier layer; weights are loaded by `initialize`."""
     return Model(
@@ -76,6 +77,7 @@ def BertClassifierModel(
             "window": None,  # wordpieces of text per window, set at initialize
             "labels": [],  # set by the pipe before initialize, for id2label
             "chunking": chunking,
+            "pooling": pooling,  # "first" (the Hugging Face head) or "mean" (torch_model.py)
             "truncation": TruncationStats(),
         },
     )
@@ -178,7 +180,8 @@ def init(model: Model, X: Optional[List[Doc]] = None, Y: Optional[Floats2d] = No
             Errors.BC016.format(tokenizer=tokenizer_name, n_vocab=tokenizer.vocab_size, model=name, n_embed=n_embed),
             "model.tokenizer_name",
         )
-    shim.set_model(WindowClassifier(hf_model, model.attrs["chunking"].aggregation), tokenizer)
+    pooling = model.attrs.get("pooling", "first")
+    shim.set_model(WindowClassifier(hf_model, model.attrs["chunking"].aggregation, pooling), tokenizer)
     limit = shim.encoder_map.position_limit  # type: ignore[union-attr]
     max_length = resolve_max_length(model.attrs["max_length"], limit, tokenizer_limit)
     window = max_length - tokenizer.n_special

@@ -210,6 +210,9 @@ class BertCatShim(PyTorchShim):
             model_type = hf_model.config.model_type
             raise ValueError(f"no linear layer with {n_old} outputs in the head of this {model_type} model")
         path, old = found[-1]
+        mean_head = getattr(self._model, "mean_head", None)
+        if mean_head is not None:  # the mean-pooling head is the one in use: grow both
+            self._model.mean_head = _grown_linear(mean_head, n_new, hf_model.config)
         new = torch.nn.Linear(
             old.in_features, n_new, bias=old.bias is not None, device=old.weight.device, dtype=old.weight.dtype
         )
@@ -374,3 +377,18 @@ class BertCatShim(PyTorchShim):
     def from_bytes(self, data: bytes) -> "BertCatShim":
         """Load what `to_bytes` stored (layers/shim_io.py). RETURNS: self."""
         return shim_from_bytes(self, data)
+
+
+def _grown_linear(old: torch.nn.Linear, n_new: int, config: Any) -> torch.nn.Linear:
+    """RETURNS (torch.nn.Linear): `old` with n_new outputs: its rows kept, the new
+    ones started as transformers starts a head."""
+    n_old = old.out_features
+    new = torch.nn.Linear(old.in_features, n_new, device=old.weight.device, dtype=old.weight.dtype)
+    with torch.no_grad():
+        new.weight.normal_(0.0, float(getattr(config, "initializer_range", 0.02) or 0.02))
+        new.weight[:n_old] = old.weight
+        new.bias.zero_()
+        new.bias[:n_old] = old.bias
+    new.weight.requires_grad_(old.weight.requires_grad)
+    new.bias.requires_grad_(old.bias.requires_grad)
+    return new

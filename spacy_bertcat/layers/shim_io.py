@@ -4,7 +4,8 @@ Three forms, all a msgpack map with ``format`` (FORMAT_VERSION):
 
 - empty: ``{"format", "empty": True}``, a shim before initialize;
 - a torch model: its Hugging Face config (JSON), aggregation, tokenizer, weights
-  (safetensors) and the transformers version; with a LoRA adapter saved alone
+  (safetensors) and the transformers version, and ``pooling`` where it is not
+  "first" (a model with a mean-pooling head; absent: "first"); with a LoRA adapter saved alone
   (``adapter``: settings, targets, the base's fingerprint and, where the model's
   name was a local folder, that name and the folder's absolute path), the weights
   are the adapter's and the head's, and the base encoder is loaded by name (or
@@ -66,6 +67,8 @@ def shim_to_bytes(shim: Any) -> bytes:
             "tokenizer": shim.tokenizer.to_bytes(),
             "weights": safetensors.torch.save(state),
             "transformers_version": transformers.__version__,
+            # only where not the default: a default model's bytes stay 0.1.0's
+            **({"pooling": shim.model.pooling} if shim.model.pooling != "first" else {}),
         }
     )
 
@@ -138,7 +141,7 @@ def shim_from_bytes(shim: Any, data: bytes) -> Any:
     if msg.get("adapter"):
         return _load_with_adapter(shim, msg, hf_config, tokenizer, weights)
     hf_model = model_from_config(hf_config, shim.cfg["attn_implementation"])
-    model = WindowClassifier(hf_model, msg["aggregation"])
+    model = WindowClassifier(hf_model, msg["aggregation"], msg.get("pooling", "first"))
     model.load_state_dict(weights, strict=True)
     shim.set_model(model, tokenizer, inject_adapter=False)
     return shim
@@ -205,7 +208,8 @@ def _load_with_adapter(
     except Exception as e:  # transformers' internals: the message says it all
         raise ValueError(Errors.BC062.format(detail=_base_not_loaded(name, e))) from None
     shim.adapter = LoraAdapter(**info["settings"])
-    shim.set_model(WindowClassifier(hf_model, msg["aggregation"]), tokenizer, inject_adapter=False)
+    pooling = msg.get("pooling", "first")
+    shim.set_model(WindowClassifier(hf_model, msg["aggregation"], pooling), tokenizer, inject_adapter=False)
     found = base_fingerprint(shim.model, shim.encoder_map)
     if found != info["base"]:
         detail = f"the encoder weights in '{name}' are not the ones it was trained on"

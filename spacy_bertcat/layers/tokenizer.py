@@ -90,6 +90,27 @@ class WordpieceTokenizer:
         encodings = self.backend.encode_batch(list(texts), add_special_tokens=False)
         return [numpy.asarray(enc.ids, dtype="int64") for enc in encodings]
 
+    def encode_with_offsets(self, text: str) -> Tuple[Ids, numpy.ndarray]:
+        """Encode one text as `encode` does, with each wordpiece's character span.
+
+        text (str): The text.
+        RETURNS (Tuple[numpy.ndarray, numpy.ndarray]): The int64 ids and an int64
+            (wordpieces, 2) array of (start, end) character offsets into `text`.
+        """
+        enc = self.backend.encode(text, add_special_tokens=False)
+        offsets = numpy.asarray(enc.offsets, dtype="int64").reshape(-1, 2)
+        return numpy.asarray(enc.ids, dtype="int64"), offsets
+
+    @property
+    def mask_id(self) -> Optional[int]:
+        """RETURNS (Optional[int]): The id of the model's mask token ([MASK],
+        <mask>, ...), if its vocabulary has one."""
+        for token in ("[MASK]", "<mask>", "<|mask|>", "<MASK>"):
+            found = self.backend.token_to_id(token)
+            if found is not None:
+                return int(found)
+        return None
+
     def to_bytes(self) -> bytes:
         return srsly.msgpack_dumps({"tokenizer": self.backend.to_str(), "pad_id": self.pad_id})
 

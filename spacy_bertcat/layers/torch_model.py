@@ -2,7 +2,10 @@
 
 ``WindowClassifier`` holds an ``AutoModelForSequenceClassification`` (kept as is, so
 its weights are a valid Hugging Face classifier) and the aggregation of window logits
-into document logits. When a training batch needs several window batches, each is
+into document logits. With ``pooling="mean"`` a window is represented as
+sentence-transformers represent a text, by the mean of its last hidden states over its
+wordpieces (padding excluded), and classified by one linear layer on that
+(``mean_head``); the Hugging Face head is then unused. When a training batch needs several window batches, each is
 checkpointed: only one window batch's activations are alive at a time, so memory
 stays bounded for any document length, at the cost of recomputing the forward pass.
 """
@@ -31,15 +34,45 @@ class WindowClassifier(nn.Module):
 
     hf_model (PreTrainedModel): A sequence classification model.
     aggregation (str): "mean", "max" or "attention".
+    pooling (str): "first": the Hugging Face head (its first-token pooling);
+        "mean": a linear layer on the mean of the last hidden states.
     """
 
-    def __init__(self, hf_model: nn.Module, aggregation: str) -> None:
+    def __init__(self, hf_model: nn.Module, aggregation: str, pooling: str = "first") -> None:
         super().__init__()
         self.hf_model = hf_model
         self.aggregation_name = aggregation
-        self.aggregation = build_aggregation(aggregation, cast(Any, hf_model.config).hidden_size)
+        config = cast(Any, hf_model.config)
+        self.aggregation = build_aggregation(aggregation, config.hidden_size)
+        self.pooling = pooling
+        if pooling == "mean":
+            rate = getattr(config, "classifier_dropout", None)
+            if rate is None:
+                rate = getattr(config, "hidden_dropout_prob", 0.1)
+            self.mean_dropout = nn.Dropout(float(rate or 0.0))
+            self.mean_head = nn.Linear(config.hidden_size, config.num_labels)
+            with torch.no_grad():
+                self.mean_head.weight.normal_(0.0, float(getattr(config, "initializer_range", 0.02) or 0.02))
+                self.mean_head.bias.zero_()
+        elif pooling != "first":
+            raise ValueError(f"unknown pooling {pooling!r}: use 'first' or 'mean'")
         if self.aggregation.needs_hidden:
             cast(nn.Module, hf_model.base_model).register_forward_hook(_capture_first_token)
+
+    def embed_windows(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """RETURNS (torch.Tensor): Each window's mean-pooled last hidden state
+        (windows, hidden): the sentence-transformers embedding."""
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        hidden = cast(nn.Module, self.hf_model.base_model)(**inputs)[0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
     def classify_windows(
         self,
@@ -49,10 +82,13 @@ class WindowClassifier(nn.Module):
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """RETURNS (Tuple[torch.Tensor, Optional[torch.Tensor]]): The windows' logits
         and, if the aggregation needs them, their first-token hidden states."""
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            inputs["token_type_ids"] = token_type_ids
-        logits = self.hf_model(**inputs).logits
+        if self.pooling == "mean":
+            logits = self.mean_head(self.mean_dropout(self.embed_windows(input_ids, attention_mask, token_type_ids)))
+        else:
+            inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if token_type_ids is not None:
+                inputs["token_type_ids"] = token_type_ids
+            logits = self.hf_model(**inputs).logits
         hidden = _captured.__dict__.pop("hidden", None) if self.aggregation.needs_hidden else None
         return logits, hidden
 

@@ -98,7 +98,8 @@ def plain_model(shim: Any) -> WindowClassifier:
     model = shim.model
     if is_injected(model):
         config = json_config(model.hf_model.config)
-        plain = WindowClassifier(model_from_config(config, shim.cfg["attn_implementation"]), model.aggregation_name)
+        hf_model = model_from_config(config, shim.cfg["attn_implementation"])
+        plain = WindowClassifier(hf_model, model.aggregation_name, model.pooling)
         plain.load_state_dict({k: v.cpu().float() for k, v in merged_state(model).items()}, strict=True)
         return plain.eval()
     if next(model.parameters()).device.type != "cpu" or next(model.parameters()).dtype != torch.float32:

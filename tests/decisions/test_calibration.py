@@ -260,7 +260,10 @@ def test_calibrated_pipeline_in_a_new_process(overconfident):
     tmp = overconfident["tmp"]
     target = tmp / "calibrated-api"
     if not target.exists():
-        assert run_cli("calibrate", overconfident["model"], overconfident["dev"], "-o", target).returncode == 0
+        out = run_cli(
+            "calibrate", overconfident["model"], overconfident["dev"], "-o", target, "--method", "temperature"
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
     texts = ["team match goal", "market shares bank the", "", "the a an is"]
     original = spacy.load(overconfident["model"])
     expected_raw = [doc.cats for doc in original.pipe(texts)]
@@ -378,3 +381,55 @@ def test_calibrate_a_multilabel_pipeline_from_the_cli(tiny_bert, tmp_path):
     assert "Platt scaling" in out.stdout and "BCW012" in out.stdout
     assert spacy.load(tmp_path / "model").get_pipe("bertcat_multilabel").calibration.method == "platt"
     assert not list(tmp_path.glob(".model*"))  # no temporary folder left behind
+
+
+def test_calibrate_chooses_by_cross_validation_and_changes_decisions_only_when_allowed(overconfident, tmp_path):
+    """The default prints the cross-validation table it chose from and keeps
+    every decision; a decision-changing method is refused without
+    --allow-decision-changes, and with it (a subprocess, as users run it) the
+    changed decisions and the accuracy before and after are reported."""
+    from typer.testing import CliRunner
+
+    from spacy_bertcat.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["calibrate", str(overconfident["model"]), str(overconfident["dev"]), "-o", str(tmp_path / "auto")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Choosing the method: 5-fold cross-validation on 300 docs" in result.output
+    for method in ("none", "temperature", "isotonic", "histogram"):
+        assert method in result.output
+    assert "vector" not in result.output and "<- chosen" in result.output
+    chosen = spacy.load(tmp_path / "auto").get_pipe("bertcat").calibration
+    assert chosen.keeps_top_class and chosen.fitted["decisions_changed"] == 0
+    refused = runner.invoke(
+        app,
+        [
+            "calibrate",
+            str(overconfident["model"]),
+            str(overconfident["dev"]),
+            "-o",
+            str(tmp_path / "no"),
+            "--method",
+            "vector",
+        ],
+    )
+    assert refused.exit_code == 1 and "BC160" in refused.output and not (tmp_path / "no").exists()
+    out = run_cli(
+        "calibrate", overconfident["model"], overconfident["dev"], "-o", tmp_path / "dirichlet",
+        "--method", "dirichlet", "--allow-decision-changes",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Dirichlet calibration" in out.stdout and "Decisions changed on the held-out data:" in out.stdout
+    assert "accuracy" in out.stdout
+    loaded = spacy.load(tmp_path / "dirichlet").get_pipe("bertcat")
+    assert loaded.calibration.method == "dirichlet" and not loaded.calibration.keeps_top_class
+    # The component now decides on doc.cats (its calibrated scores).
+    for doc in loaded_pipeline_docs(tmp_path / "dirichlet"):
+        assert doc._.bertcat_labels["bertcat"] == [max(doc.cats, key=doc.cats.get)]
+
+
+def loaded_pipeline_docs(path):
+    nlp = spacy.load(path)
+    return list(nlp.pipe(["team match goal", "market shares bank", "the a an is", "goal bank vote win"]))

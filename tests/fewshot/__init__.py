@@ -1,0 +1,1 @@
+"""Tests of the few-shot recipe (spacy_bertcat/fewshot/)."""

@@ -1,0 +1,1 @@
+"""spacy-bertcat tune (spacy_bertcat/tune/)."""
