@@ -390,36 +390,40 @@ class BertCat(TrainablePipe):
         given this array."""
         docs = list(docs)
         ops = self.model.ops
-        n_labels = len(self.labels)
-        scores = numpy.full((len(docs), n_labels), self._empty_score(n_labels), dtype="f")
-        raw = scores.copy()
-        logits_out = numpy.zeros_like(scores)
-        rows = [i for i, doc in enumerate(docs) if has_content(doc)]
+        raw, logits_out, rows, logits = self._forward(docs)
+        scores = raw.copy()
         if rows:
-            logits = self.model.predict([docs[i] for i in rows])
-            logits_out[rows] = ops.to_numpy(logits)
-            raw[rows] = ops.to_numpy(self._activation(logits))
             calibration = self.calibration
             if calibration is not None:
                 scores[rows] = ops.to_numpy(self._activation(calibration.apply(ops.xp, logits)))
-            else:
-                scores[rows] = raw[rows]
             self._warn_truncation(len(rows))
         out = ops.asarray2f(cast(Floats2d, scores))
         self._last_prediction = (out, raw, logits_out)
         return out
 
-    def _model_scores(self, docs: List[Doc]) -> Tuple[numpy.ndarray, numpy.ndarray]:
-        """RETURNS: The model's uncalibrated scores and logits of `docs` (as
-        `predict` computes them, without the calibration)."""
+    def _forward(self, docs: List[Doc]) -> Tuple[numpy.ndarray, numpy.ndarray, List[int], Any]:
+        """The model's pass over `docs`, without the calibration (empty docs get
+        `_empty_score` and zero logits, without a model call).
+
+        RETURNS: The uncalibrated scores and the logits (numpy, one row per doc),
+            the rows of the docs with content, and the model's logits of those rows
+            on its device (None when there are none)."""
+        ops = self.model.ops
         n_labels = len(self.labels)
         raw = numpy.full((len(docs), n_labels), self._empty_score(n_labels), dtype="f")
         logits_out = numpy.zeros_like(raw)
         rows = [i for i, doc in enumerate(docs) if has_content(doc)]
+        logits = None
         if rows:
             logits = self.model.predict([docs[i] for i in rows])
-            logits_out[rows] = self.model.ops.to_numpy(logits)
-            raw[rows] = self.model.ops.to_numpy(self._activation(logits))
+            logits_out[rows] = ops.to_numpy(logits)
+            raw[rows] = ops.to_numpy(self._activation(logits))
+        return raw, logits_out, rows, logits
+
+    def _model_scores(self, docs: List[Doc]) -> Tuple[numpy.ndarray, numpy.ndarray]:
+        """RETURNS: The model's uncalibrated scores and logits of `docs` (as
+        `predict` computes them, without the calibration)."""
+        raw, logits_out, _, _ = self._forward(docs)
         return raw, logits_out
 
     def _predicted(self, scores: Any) -> Optional[Tuple[numpy.ndarray, numpy.ndarray]]:

@@ -12,7 +12,7 @@ from spacy_bertcat.decisions.calibration import Calibration
 from spacy_bertcat.explain import METHODS, explain, explain_doc, explaining
 from spacy_bertcat.explain.attribute import doc_inputs, wordpiece_shares
 
-from ..support import MULTI_DATA, SINGLE_DATA, make_examples, tiny_config
+from ..support import MULTI_DATA, SINGLE_DATA, tiny_config, train_tiny
 
 LONG = "a great film and i love this movie but the ending was boring and bad " * 4
 SLIDING = {"@misc": "spacy-bertcat.sliding_window.v1", "stride": 6, "max_windows": 4}
@@ -26,14 +26,7 @@ CHUNKINGS = {
 
 
 def trained(name, factory="bertcat", data=SINGLE_DATA, steps=4, **settings):
-    nlp = spacy.blank("en")
-    nlp.add_pipe(factory, config=tiny_config(name, **settings))
-    examples = make_examples(nlp, data)
-    optimizer = nlp.initialize(lambda: examples)
-    optimizer.learn_rate = 1e-3
-    for _ in range(steps):
-        nlp.update(examples, sgd=optimizer)
-    return nlp
+    return train_tiny(name, factory, data, steps, learn_rate=1e-3, **settings)
 
 
 @pytest.fixture(scope="module")

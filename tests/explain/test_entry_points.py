@@ -12,14 +12,13 @@ import types
 from pathlib import Path
 
 import pytest
-import spacy
 from typer.testing import CliRunner
 
 from spacy_bertcat.cli import app
 from spacy_bertcat.evaluation.evaluate import evaluate, write_report
 from spacy_bertcat.explain import explain, render
 
-from ..support import MULTI_DATA, SINGLE_DATA, make_examples, tiny_config
+from ..support import MULTI_DATA, SINGLE_DATA, train_tiny
 
 ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -31,14 +30,7 @@ def run(*args):
 
 
 def trained(name, factory="bertcat", data=SINGLE_DATA, steps=4):
-    nlp = spacy.blank("en")
-    nlp.add_pipe(factory, config=tiny_config(name))
-    examples = make_examples(nlp, data)
-    optimizer = nlp.initialize(lambda: examples)
-    optimizer.learn_rate = 1e-3
-    for _ in range(steps):
-        nlp.update(examples, sgd=optimizer)
-    return nlp
+    return train_tiny(name, factory, data, steps, learn_rate=1e-3)
 
 
 @pytest.fixture(scope="module")

@@ -129,13 +129,14 @@ def tiny_config(name: str, chunking: Dict = None, **settings) -> Dict:
     return {"model": model}
 
 
-def train_tiny(name: str, factory: str, data, steps: int, learn_rate: float) -> Language:
-    """A pipeline of one tiny `factory` component over the model `name`, trained for
-    `steps` full-batch updates on `data`."""
+def train_tiny(name: str, factory: str, data, steps: int, learn_rate: float, **settings) -> Language:
+    """A pipeline of one tiny `factory` component over the model `name` (model
+    settings as tiny_config takes them), trained for `steps` full-batch updates on
+    `data`."""
     import spacy
 
     nlp = spacy.blank("en")
-    nlp.add_pipe(factory, config=tiny_config(name))
+    nlp.add_pipe(factory, config=tiny_config(name, **settings))
     examples = make_examples(nlp, data)
     optimizer = nlp.initialize(lambda: examples)
     optimizer.learn_rate = learn_rate
