@@ -106,11 +106,11 @@ def main(argv=None):
     ]
     rows: List[Dict] = []
     for name in args.datasets.split(","):
-        train, held_out, test = splits(
+        train, dev, _, test = splits(
             name, args.data_dir, budget(name, args)[1], args.seed, SMOKE_BUDGET["eval"] if args.smoke else None
         )
-        labels = sorted({label for _, gold in train + held_out + test for label in gold})
-        model_path = train_model(name, args, train, held_out, labels)
+        labels = sorted({label for _, gold in train + dev + test for label in gold})
+        model_path = train_model(name, args, train, dev, labels)
         texts, gold = [t for t, _ in test], [g[0] for _, g in test]
         reference = None
         for variant in variants:
