@@ -19,6 +19,7 @@ study was interrupted run again under new numbers (their folders are removed).
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -432,14 +433,25 @@ def _prune(output: Path, records: List[TrialRecord]) -> None:
 
 
 def _clear_unfinished(output: Path, records: List[TrialRecord]) -> None:
-    """Remove the folders of trials that were running when the study stopped (this
-    command made them; they run again under new numbers)."""
+    """Remove the folders of trials that were running when the study stopped (they
+    run again under new numbers). Only a folder a trial made is removed: named
+    trial-NNN, and empty or holding the config the trial wrote first; anything else
+    under trials/ (a user's notes, a copied model) is left as it is."""
     finished = {r.folder for r in records}
     trials = output / "trials"
     if trials.is_dir():
         for folder in trials.iterdir():
-            if folder.is_dir() and str(folder.relative_to(output)) not in finished:
-                shutil.rmtree(folder, ignore_errors=True)
+            if str(folder.relative_to(output)) in finished or not _made_by_a_trial(folder):
+                continue
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _made_by_a_trial(folder: Path) -> bool:
+    """Whether `folder` is one run_trial made: trial-NNN, empty (killed right after
+    its mkdir) or holding the config.cfg it writes next."""
+    if folder.is_symlink() or not folder.is_dir() or re.fullmatch(r"trial-\d{3,}", folder.name) is None:
+        return False
+    return (folder / "config.cfg").is_file() or not any(folder.iterdir())
 
 
 def _next_number(output: Path, records: List[TrialRecord]) -> int:

@@ -121,6 +121,12 @@ def study(root, tiny_bert):
         proc.wait()
     killed = table(study)
     assert [r["number"] for r in killed][:2] == [0, 1]
+    # what a user put under trials/ is not a trial: resume leaves it alone
+    (study / "trials" / "notes").mkdir()
+    (study / "trials" / "notes" / "todo.txt").write_text("keep me", encoding="utf-8")
+    (study / "trials" / "trial-999-copy").mkdir()
+    (study / "trials" / "trial-998").mkdir()
+    (study / "trials" / "trial-998" / "model.bin").write_text("a user's file", encoding="utf-8")
     resumed = run(tune_args(root, tiny_bert, "--trials", "3", "--code", str(root / "fail.py"), "--resume"))
     return study, killed, resumed
 
@@ -134,10 +140,14 @@ def test_study_resumes_without_repeating_finished_trials(study):
     assert len({r["number"] for r in rows}) == 3 and len({r["folder"] for r in rows}) == 3
     assert rows[0]["defaults"] and rows[0]["settings"]["training.optimizer.learn_rate.initial_rate"] == 0.003
     assert sum(r["defaults"] for r in rows) == 1
+    users = {"notes", "trial-999-copy", "trial-998"}
     assert not any(
-        p.name.startswith("trial-") and p.name not in {Path(r["folder"]).name for r in rows}
+        p.name.startswith("trial-") and p.name not in {Path(r["folder"]).name for r in rows} | users
         for p in (folder / "trials").iterdir()
     )
+    assert (folder / "trials" / "notes" / "todo.txt").read_text(encoding="utf-8") == "keep me"
+    assert (folder / "trials" / "trial-999-copy").is_dir()
+    assert (folder / "trials" / "trial-998" / "model.bin").is_file()
 
 
 def test_failed_trial_is_recorded_and_the_study_goes_on(study):
