@@ -193,10 +193,22 @@ def summarize(cells: List[Dict]) -> List[Dict]:
     for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], order.get(k[3], 9))):
         runs = groups[key]
         row = {"dataset": key[0], "body": key[1], "per_class": key[2], "method": key[3], "draws": len(runs)}
-        for name in ("accuracy", "macro_f1", "seconds", "peak_rss_mb"):
+        for name in ("accuracy", "macro_f1", "peak_rss_mb"):
             values = [r[name] for r in runs]
             row[f"{name}_mean"] = statistics.mean(values)
             row[f"{name}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        # wall times only from cells measured on an otherwise idle machine
+        idle = [r for r in runs if not r.get("contended")]
+        row["timed_draws"] = len(idle)
+        row["seconds_mean"] = statistics.mean(r["seconds"] for r in idle) if idle else None
+        # against SetFit on the same draw, both timed idle: the ratio the goal is about
+        ratios = [
+            r["seconds"] / setfit["seconds"]
+            for r in idle
+            for setfit in [unique.get((key[0], key[1], key[2], r["draw"], "setfit"))]
+            if setfit is not None and not setfit.get("contended") and key[3] != "setfit"
+        ]
+        row["time_vs_setfit"] = statistics.mean(ratios) if ratios else None
         rows.append(row)
     return rows
 
@@ -263,7 +275,10 @@ def main(argv=None):
         "least 50 steps, 10% warmup); fewshot: configs/bertcat_fewshot.cfg as shipped (fewshot-p20-e10: the "
         "version measured first, pairs_per_example 20 and max_epochs 10, its cells relabelled). max_length "
         f"{args.max_length}, head truncation. seconds: training time (model loading included, scoring excluded), "
-        "on a 2-core machine shared with other jobs; peak_rss_mb: the training process's peak memory. "
+        "2 CPU cores, the mean over the timed_draws cells that ran on an otherwise idle machine (cells marked "
+        "contended in --cells ran beside other jobs: their accuracy counts, their time does not); time_vs_setfit: "
+        "the mean over draws of seconds / SetFit's seconds on the same draw, both timed idle. peak_rss_mb: the "
+        "training process's peak memory. "
         "Mean and sample standard deviation over the draws. The cells may come from several runs of this "
         "script into one --cells file (lanes run side by side); the table holds every cell of that file."
     )
@@ -280,7 +295,9 @@ def main(argv=None):
             "accuracy_mean",
             "accuracy_sd",
             "macro_f1_mean",
+            "timed_draws",
             "seconds_mean",
+            "time_vs_setfit",
             "peak_rss_mb_mean",
         ],
         notes,

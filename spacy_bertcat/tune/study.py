@@ -24,7 +24,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set
 
 from confection import Config
 
@@ -164,7 +164,10 @@ def run_study(
             log(f"Running {todo} trial(s), {options.concurrency} at a time, {threads} thread(s) each")
             for attempt in range(1, _ATTEMPTS + 1):
                 budget = None if options.time_budget is None else max(1.0, options.time_budget - (time.time() - start))
-                recorder = _recorder(tune, output, prepared.config, settings, records, options.time_budget, start)
+                stopped: Set[str] = set()  # the trials ASHA stopped (the scheduler tells the recorder)
+                recorder = _recorder(
+                    tune, output, prepared.config, settings, records, options.time_budget, start, stopped
+                )
                 error = _fit(
                     tune,
                     OptunaSearch,
@@ -228,7 +231,7 @@ def _fit(
     None, or why Ray Tune stopped with an error."""
     output = Path(setup.study)
     searcher = _searcher(OptunaSearch, settings, records, first)
-    scheduler = _scheduler(ASHAScheduler)(
+    scheduler = _scheduler(ASHAScheduler, recorder.stopped)(
         time_attr="step",
         metric="score",
         mode="max",
@@ -324,16 +327,21 @@ def _searcher(OptunaSearch: Any, settings: TuneSettings, records: List[TrialReco
     return searcher
 
 
-def _scheduler(ASHAScheduler: Any) -> Any:
+def _scheduler(ASHAScheduler: Any, stopped: Set[str]) -> Any:
     """ASHA, except that the trial of the config's own settings always runs to its
     end (its results still count at the rungs): the best trial is then never worse
-    than the defaults, fully trained, on the dev set."""
+    than the defaults, fully trained, on the dev set. The ids of the trials it stops
+    go to `stopped` (what tells a trial ASHA stopped from one an interruption ended)."""
     from ray.tune.schedulers import TrialScheduler
 
     class DefaultsRunToEnd(ASHAScheduler):  # type: ignore[misc, valid-type]
         def on_trial_result(self, tune_controller: Any, trial: Any, result: Dict) -> str:
             decision = super().on_trial_result(tune_controller, trial, result)
-            return TrialScheduler.CONTINUE if trial.config.get(DEFAULTS_KEY) else decision
+            if trial.config.get(DEFAULTS_KEY):
+                return TrialScheduler.CONTINUE
+            if decision == TrialScheduler.STOP:
+                stopped.add(trial.trial_id)
+            return decision
 
     return DefaultsRunToEnd
 
@@ -346,14 +354,19 @@ def _recorder(
     records: List[TrialRecord],
     budget: Optional[float],
     start: float,
+    stopped: Set[str],
 ) -> Any:
     """A Tune callback that records each trial as it finishes (the table written at
-    once) and keeps model-best of the best trial and of the defaults only."""
+    once) and keeps model-best of the best trial and of the defaults only. A trial
+    that ended unfinished, neither stopped by ASHA (`stopped`) nor by the time
+    budget, was interrupted (Ctrl-C, Ray giving up): it is not recorded, so that a
+    resumed study runs it again."""
 
     class Recorder(tune.Callback):  # type: ignore[misc, name-defined]
         def __init__(self) -> None:
             self.started: Dict[str, float] = {}
             self.trials: Dict[str, Any] = {}
+            self.stopped = stopped
 
         def on_trial_start(self, iteration: int, trials: List, trial: Any, **info: Any) -> None:
             self.started[trial.trial_id] = time.time()
@@ -367,7 +380,14 @@ def _recorder(
             steps = setting_values(config, settings, params).get(MAX_STEPS, settings.max_steps)
             finished = finished or int((trial.last_result or {}).get("step", 0)) >= int(steps)
             over = budget is not None and time.time() - start >= budget
-            self.record(trial, COMPLETED if finished else (STOPPED_BUDGET if over else STOPPED_EARLY))
+            if finished:
+                self.record(trial, COMPLETED)
+            elif trial.trial_id in stopped:
+                self.record(trial, STOPPED_EARLY)
+            elif over:
+                self.record(trial, STOPPED_BUDGET)
+            else:  # interrupted: it runs again on --resume
+                self.started.pop(trial.trial_id, None)
 
         def on_trial_error(self, iteration: int, trials: List, trial: Any, **info: Any) -> None:
             self.record(trial, FAILED)
