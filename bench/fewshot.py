@@ -132,6 +132,11 @@ def spacy_overrides(method: str, train_path: str, model: str, args, seed: int, n
             overrides["components.bertcat.warmup.pairs_per_example"] = args.pairs_per_example
         if args.fewshot_epochs is not None:
             overrides["training.max_epochs"] = args.fewshot_epochs
+        for item in args.fewshot_set:  # a variant: KEY=JSON config overrides
+            key, value = item.split("=", 1)
+            overrides[key] = json.loads(value)
+        if args.fewshot_steps is not None:  # e.g. 1: the warmed-up model (SetFit's), barely fine-tuned
+            overrides["training.max_steps"] = args.fewshot_steps
     return overrides
 
 
@@ -189,7 +194,7 @@ def summarize(cells: List[Dict]) -> List[Dict]:
     for cell in unique.values():
         groups.setdefault((cell["dataset"], cell["body"], cell["per_class"], cell["method"]), []).append(cell)
     rows = []
-    order = {"setfit": 0, "plain": 1, "fewshot": 2, "fewshot-p20-e10": 3}
+    order = {"setfit": 0, "plain": 1, "fewshot": 2, "fewshot-mean": 3, "fewshot-mean-s1": 4, "fewshot-p20-e10": 5}
     for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], order.get(k[3], 9))):
         runs = groups[key]
         row = {"dataset": key[0], "body": key[1], "per_class": key[2], "method": key[3], "draws": len(runs)}
@@ -226,6 +231,9 @@ def main(argv=None):
     parser.add_argument("--pairs-per-example", type=int, default=None)
     parser.add_argument("--plain-steps", type=int, default=None)
     parser.add_argument("--fewshot-epochs", type=int, default=None, help="supervised epochs (default: the config's)")
+    parser.add_argument("--fewshot-steps", type=int, default=None, help="supervised steps (default: the epochs')")
+    parser.add_argument("--fewshot-set", action="append", default=[], help="KEY=JSON override of the recipe")
+    parser.add_argument("--fewshot-name", default="fewshot", help="the method name of the recipe's cells (a variant)")
     parser.add_argument("--setfit-python", type=Path, default=SETFIT_PYTHON)
     parser.add_argument("--cells", type=Path, default=None, help="JSON lines of finished cells (resume)")
     parser.add_argument("--name", default="fewshot")
@@ -255,12 +263,13 @@ def main(argv=None):
                     continue
                 train = draw(pool, size, seed)
                 for method in methods:
-                    key = (dataset, body, size, seed, method)
+                    name = args.fewshot_name if method == "fewshot" else method
+                    key = (dataset, body, size, seed, name)
                     if key in seen:
                         continue
                     with tempfile.TemporaryDirectory() as tmp:
                         scores = run_cell(method, bodies[body], train, test, labels, args, seed, Path(tmp))
-                    cell = {"dataset": dataset, "body": body, "per_class": size, "draw": seed, "method": method}
+                    cell = {"dataset": dataset, "body": body, "per_class": size, "draw": seed, "method": name}
                     cell.update(scores)
                     done.append(cell)
                     with open(cells_path, "a", encoding="utf8") as file:

@@ -178,7 +178,7 @@ class Warnings(metaclass=ErrorsWithCodes):
         "Component '{name}' runs the contrastive warm-up with pooling = \"{pooling}\": "
         "the warm-up trains the mean-pooled embedding, which this head does not "
         "read, so the head starts untrained. Set [components.{name}.model] "
-        'pooling = "mean" (configs/bertcat_fewshot.cfg does).'
+        'pooling = "normalized_mean" (as configs/bertcat_fewshot.cfg does) or "mean".'
     )
     BCW046 = (
         "Component '{name}': the training data gives no {kind} pairs for the "

@@ -34,7 +34,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..errors import Errors, Warnings, config_error
 from ..layers.classifier import get_shim, plan_batches
-from ..layers.torch_model import WindowClassifier
+from ..layers.torch_model import MEAN_POOLINGS, WindowClassifier
 from .pairs import Pair, check_examples, interleave, make_pairs
 
 logger = logging.getLogger("spacy.bertcat")
@@ -87,7 +87,7 @@ class ContrastiveWarmup:
             kind, why = ("negative", "shares a label") if not negatives else ("positive", "shares no label")
             warnings.warn(Warnings.BCW046.format(name=name, kind=kind, why=why))
             return
-        if torch_model.pooling != "mean":
+        if torch_model.pooling not in MEAN_POOLINGS:
             warnings.warn(Warnings.BCW045.format(name=name, pooling=torch_model.pooling))
         texts = [doc.text for doc in docs]
         start = time.perf_counter()
@@ -99,9 +99,10 @@ class ContrastiveWarmup:
             loss,
             time.perf_counter() - start,
         )
-        if self.fit_head and torch_model.pooling == "mean":
+        if self.fit_head and torch_model.pooling in MEAN_POOLINGS:
             rows = [i for i in range(len(docs)) if mask[i].any()]
             embeddings = embed(model, torch_model, [texts[i] for i in rows], is_train=False)
+            embeddings = torch_model.head_input(embeddings)  # averaged over windows, then as the head reads
             weight, bias = fit_logistic_regression(
                 embeddings, truth[rows], mask[rows], exclusive, label_weights, self.head_l2
             )

@@ -15,7 +15,7 @@ from .classifier import BertClassifierModel
 # Attention implementations bertcat accepts (transformers' own names; null: its default).
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2", "flex_attention", None)
 # What the classifier reads of a window (layers/torch_model.py).
-POOLINGS = ("first", "mean")
+POOLINGS = ("first", "mean", "normalized_mean")
 
 
 @registry.architectures("spacy-bertcat.BertClassifier.v1")
@@ -78,7 +78,9 @@ def build_bert_classifier_v1(
     pooling (str): What the classifier reads of a window: "first", the Hugging
         Face head (BERT: the pooler on the first token); "mean", one linear layer
         on the mean of the last hidden states, the sentence-transformers embedding
-        (what the few-shot warm-up trains, see docs/guides/few-shot.md).
+        (what the few-shot warm-up trains, see docs/guides/few-shot.md);
+        "normalized_mean", the same on that embedding scaled to unit length (as
+        sentence-transformers bodies with a Normalize module give it).
     nO (Optional[int]): Number of labels, set at initialize.
     """
 

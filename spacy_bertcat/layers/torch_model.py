@@ -23,6 +23,8 @@ from .batching import WindowBatch
 # The first-token hidden states of the last encoder call, per thread: written by a
 # forward hook on the encoder, so concurrent predictions don't see each other's.
 _captured = threading.local()
+# The poolings with a linear head on the mean of the last hidden states (mean_head).
+MEAN_POOLINGS = ("mean", "normalized_mean")
 
 
 def _capture_first_token(module: nn.Module, args, output) -> None:
@@ -35,7 +37,10 @@ class WindowClassifier(nn.Module):
     hf_model (PreTrainedModel): A sequence classification model.
     aggregation (str): "mean", "max" or "attention".
     pooling (str): "first": the Hugging Face head (its first-token pooling);
-        "mean": a linear layer on the mean of the last hidden states.
+        "mean": a linear layer on the mean of the last hidden states;
+        "normalized_mean": the same on that mean scaled to unit length (what
+        sentence-transformers bodies with a Normalize module, such as
+        all-MiniLM-L6-v2, give their users, and what SetFit's head reads).
     """
 
     def __init__(self, hf_model: nn.Module, aggregation: str, pooling: str = "first") -> None:
@@ -45,7 +50,7 @@ class WindowClassifier(nn.Module):
         config = cast(Any, hf_model.config)
         self.aggregation = build_aggregation(aggregation, config.hidden_size)
         self.pooling = pooling
-        if pooling == "mean":
+        if pooling in MEAN_POOLINGS:
             rate = getattr(config, "classifier_dropout", None)
             if rate is None:
                 rate = getattr(config, "hidden_dropout_prob", 0.1)
@@ -55,7 +60,7 @@ class WindowClassifier(nn.Module):
                 self.mean_head.weight.normal_(0.0, float(getattr(config, "initializer_range", 0.02) or 0.02))
                 self.mean_head.bias.zero_()
         elif pooling != "first":
-            raise ValueError(f"unknown pooling {pooling!r}: use 'first' or 'mean'")
+            raise ValueError(f"unknown pooling {pooling!r}: use 'first', 'mean' or 'normalized_mean'")
         if self.aggregation.needs_hidden:
             cast(nn.Module, hf_model.base_model).register_forward_hook(_capture_first_token)
 
@@ -74,6 +79,13 @@ class WindowClassifier(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
+    def head_input(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """RETURNS (torch.Tensor): What the mean-pooling head reads of the windows'
+        embeddings: themselves, or scaled to unit length ("normalized_mean")."""
+        if self.pooling == "normalized_mean":
+            return nn.functional.normalize(embeddings, dim=-1)
+        return embeddings
+
     def classify_windows(
         self,
         input_ids: torch.Tensor,
@@ -82,8 +94,9 @@ class WindowClassifier(nn.Module):
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         """RETURNS (Tuple[torch.Tensor, Optional[torch.Tensor]]): The windows' logits
         and, if the aggregation needs them, their first-token hidden states."""
-        if self.pooling == "mean":
-            logits = self.mean_head(self.mean_dropout(self.embed_windows(input_ids, attention_mask, token_type_ids)))
+        if self.pooling in MEAN_POOLINGS:
+            embedding = self.head_input(self.embed_windows(input_ids, attention_mask, token_type_ids))
+            logits = self.mean_head(self.mean_dropout(embedding))
         else:
             inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
             if token_type_ids is not None:

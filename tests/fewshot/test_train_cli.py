@@ -51,7 +51,7 @@ def test_spacy_train_with_the_fewshot_config(tiny_bert, tmp_path):
     path = tmp_path / "out" / "model-last"
     nlp = spacy.load(path)
     pipe = nlp.get_pipe("bertcat")
-    assert pipe.model.shims[0].model.pooling == "mean"
+    assert pipe.model.shims[0].model.pooling == "normalized_mean"
     assert nlp.config["components"]["bertcat"]["warmup"]["@misc"] == "spacy-bertcat.contrastive_warmup.v1"
     cats = [doc.cats for doc in nlp.pipe(TEXTS)]
     fresh = subprocess.run(

@@ -59,15 +59,16 @@ def test_warmup_trains_the_encoder_and_fits_the_head(tiny_bert):
     assert all(torch.equal(after[k], v) for k, v in encoder_state(pipe2).items())
 
 
-def test_supervised_training_saving_and_loading_after_the_warmup(tiny_bert, tmp_path):
-    nlp, pipe, examples = build(tiny_bert)
+@pytest.mark.parametrize("pooling", ["mean", "normalized_mean"])
+def test_supervised_training_saving_and_loading_after_the_warmup(tiny_bert, tmp_path, pooling):
+    nlp, pipe, examples = build(tiny_bert, pooling=pooling)
     optimizer = nlp.initialize(lambda: examples)
     for _ in range(2):
         nlp.update(examples, sgd=optimizer)
     cats = [doc.cats for doc in nlp.pipe(TEXTS)]
     nlp.to_disk(tmp_path / "p")
     loaded = spacy.load(tmp_path / "p")
-    assert loaded.get_pipe("bertcat").model.shims[0].model.pooling == "mean"
+    assert loaded.get_pipe("bertcat").model.shims[0].model.pooling == pooling
     assert_same_cats(cats, [doc.cats for doc in loaded.pipe(TEXTS)])
     # a label added after training grows the mean-pooling head (the old rows kept)
     added = loaded.get_pipe("bertcat")
@@ -133,14 +134,15 @@ def test_warmup_with_lora_trains_the_adapter_only(tiny_bert):
     assert numpy.isfinite(nlp("a great film").cats["POS"])
 
 
-def test_calibration_and_optimize_keep_the_mean_pooling_head(tiny_bert):
+@pytest.mark.parametrize("pooling", ["mean", "normalized_mean"])
+def test_calibration_and_optimize_keep_the_mean_pooling_head(tiny_bert, pooling):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     from spacy_bertcat.evaluation.calibrate import calibrate_pipe
     from spacy_bertcat.evaluation.report import gold_matrix
     from spacy_bertcat.serving import optimize_pipe
 
-    nlp, pipe, examples = build(tiny_bert)
+    nlp, pipe, examples = build(tiny_bert, pooling=pooling)
     nlp.initialize(lambda: examples)
     words = ("indeed", "so", "then", "now", "too", "again")
     held_out = make_examples(nlp, [(f"{text} {word}", cats) for text, cats in SINGLE_DATA for word in words])
@@ -151,3 +153,24 @@ def test_calibration_and_optimize_keep_the_mean_pooling_head(tiny_bert):
     expected = [doc.cats for doc in nlp.pipe(TEXTS)]
     optimize_pipe(pipe, int8=False)
     assert_same_cats([doc.cats for doc in nlp.pipe(TEXTS)], expected)
+
+
+def test_normalized_mean_head_reads_the_unit_length_embedding(tiny_bert):
+    """pooling = "normalized_mean": the head reads the mean-pooled embedding scaled to
+    unit length, and the warm-up's logistic regression is fitted on that same input."""
+    nlp, pipe, examples = build(tiny_bert, pooling="normalized_mean")
+    nlp.initialize(lambda: examples)
+    model = pipe.model.shims[0].model
+    model.eval()
+    ids = torch.tensor([[2, 5, 6, 7, 3], [2, 8, 9, 3, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
+    with torch.no_grad():
+        embedding = model.embed_windows(ids, mask)
+        logits, _ = model.classify_windows(ids, mask)
+        unit = embedding / embedding.norm(dim=-1, keepdim=True)
+        assert torch.allclose(logits, model.mean_head(unit), atol=1e-5)
+        assert not torch.allclose(logits, model.mean_head(embedding), atol=1e-3)
+    # fitted on the same input it reads: the training data is separated from the start
+    docs = [eg.reference for eg in examples]
+    predicted = [max(doc.cats, key=doc.cats.get) for doc in nlp.pipe(d.text for d in docs)]
+    assert predicted == [max(doc.cats, key=doc.cats.get) for doc in docs]
